@@ -1,0 +1,35 @@
+# Quick start: `make serve` runs the service on 127.0.0.1:8000, `make test` runs the suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+WEIGHTS_DIR ?= $(or $(ANIMEGAN_WEIGHTS_DIR),weights)
+# Set to https://download.pytorch.org/whl/cpu for the small CPU-only torch wheel on Linux.
+TORCH_INDEX ?=
+
+.PHONY: install serve weights test clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(if $(TORCH_INDEX),$(BIN)/pip install torch==2.13.0 --index-url $(TORCH_INDEX))
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP)
+
+# Download the official checkpoints only when the weights folder holds no model yet.
+weights: $(STAMP)
+	@if ls "$(WEIGHTS_DIR)"/*.pt >/dev/null 2>&1; then \
+		echo "models found in $(WEIGHTS_DIR)"; \
+	else \
+		$(BIN)/animegan-api weights pull --weights-dir "$(WEIGHTS_DIR)"; \
+	fi
+
+serve: weights
+	ANIMEGAN_WEIGHTS_DIR="$(WEIGHTS_DIR)" $(BIN)/animegan-api serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info

@@ -1,0 +1,106 @@
+"""Application factory and lifespan.
+
+Nothing happens at import time: ``create_app`` wires middleware and routes,
+and the lifespan loads and warms the models, fixes torch's thread counts and
+creates the inference pool, all of which live on ``app.state`` and are torn
+down on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from slowapi import Limiter
+from slowapi.util import get_remote_address
+
+from . import __version__, api
+from .config import Settings
+from .engine import InferenceEngine
+from .middleware import UploadLimitMiddleware
+from .styles import StyleRegistry, load_registry
+
+log = logging.getLogger(__name__)
+
+# Multipart framing and the small form fields ride on top of the file itself.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+DESCRIPTION = """
+Turns photos into anime-style pictures with AnimeGAN generators.
+
+Post a photo to `POST /v1/transform`; list styles with `GET /v1/styles`.
+Every error has the body `{"error": {"code": "...", "message": "..."}}`
+(422 validation errors keep FastAPI's `detail` list).
+
+**Model licence:** the AnimeGAN weights (by TachibanaYoshino) are licensed for
+non-commercial use only (research, teaching, demos); commercial use needs the
+author's written permission.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app; models load when the lifespan starts."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="animegan-api",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.ready = False
+    app.state.registry = StyleRegistry()
+    app.state.limiter = _limiter(settings)
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["Server-Timing", "X-Style", "Retry-After"],
+        )
+    api.install(app, app.state.limiter, settings.rate_limit)
+    return app
+
+
+def configure_torch(threads: int, interop_threads: int) -> None:
+    """Fix torch's thread pools once, so W workers x T threads never oversubscribe the cores."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(interop_threads)
+    except RuntimeError:  # allowed only once per process, before any parallel work
+        if torch.get_num_interop_threads() != interop_threads:
+            log.warning("interop threads already fixed at %d", torch.get_num_interop_threads())
+
+
+def _limiter(settings: Settings) -> Limiter:
+    return Limiter(key_func=get_remote_address, enabled=settings.rate_limit_enabled)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    configure_torch(settings.threads, settings.interop_threads)
+    registry = await asyncio.to_thread(
+        load_registry, settings.weights_dir, settings.default_style, settings.warmup_side
+    )
+    if not registry.styles:
+        log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
+    engine = InferenceEngine(settings.workers, settings.max_queue, settings.request_timeout_s)
+    app.state.registry, app.state.engine = registry, engine
+    app.state.ready = bool(registry.styles)
+    log.info(
+        "ready: styles=%s workers=%d threads=%d max_queue=%d",
+        registry.names, settings.workers, settings.threads, settings.max_queue,
+    )
+    try:
+        yield
+    finally:
+        app.state.ready = False
+        engine.shutdown()

@@ -1,0 +1,228 @@
+"""The ``animegan-api`` command: serve, list styles, convert files, pull weights.
+
+Heavy imports (torch, the app) happen inside the commands, so ``--help`` is
+instant and ``serve`` can pin OpenMP's thread count before torch loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import Settings
+
+OUTPUT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.command(args) or 0)
+    except ValidationError as exc:
+        print(f"animegan-api: invalid setting: {_settings_problem(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="animegan-api", description="Photos to anime-style pictures with AnimeGAN.")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP service (every option also reads ANIMEGAN_<OPTION>)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--weights-dir", type=Path)
+    serve.add_argument("--workers", type=int, help="requests running inference at once (W)")
+    serve.add_argument("--threads", type=int, help="torch threads per forward (T)")
+    serve.add_argument("--max-queue", type=int, help="requests allowed to wait beyond W")
+    serve.add_argument("--request-timeout-s", type=float, help="deadline for queue wait plus inference")
+    serve.add_argument("--default-style")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(command=_serve)
+
+    styles = sub.add_parser("styles", help="list the models found in the weights folder")
+    styles.add_argument("--weights-dir", type=Path)
+    styles.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    styles.set_defaults(command=_styles)
+
+    convert = sub.add_parser("convert", help="convert files and folders offline, with the service's pipeline")
+    convert.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    convert.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
+    convert.add_argument("--style")
+    convert.add_argument("--max-side", type=int)
+    convert.add_argument("--keep-size", action="store_true")
+    convert.add_argument("--format", choices=sorted(OUTPUT_SUFFIXES), default="png")
+    convert.add_argument("--quality", type=int, default=90)
+    convert.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    convert.add_argument("--weights-dir", type=Path)
+    convert.set_defaults(command=_convert)
+
+    weights = sub.add_parser("weights", help="manage model files")
+    weights_sub = weights.add_subparsers(required=True, metavar="ACTION")
+    pull = weights_sub.add_parser("pull", help="download official checkpoints listed in the manifest")
+    pull.add_argument("names", nargs="*", metavar="NAME", help="styles to pull (default: all in the manifest)")
+    pull.add_argument("--manifest", type=Path, help="default: weights/manifest.json")
+    pull.add_argument("--weights-dir", type=Path)
+    pull.add_argument("--timeout", type=float, default=60.0)
+    pull.set_defaults(command=_pull)
+    return parser
+
+
+def _settings(args: argparse.Namespace, *names: str) -> Settings:
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    return Settings(**overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = _settings(
+        args, "host", "port", "weights_dir", "workers", "threads", "max_queue",
+        "request_timeout_s", "default_style", "log_level",
+    )
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, str(settings.threads))
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+
+    from .app import create_app
+
+    # uvicorn drains on SIGTERM, restores this handler, then re-raises the signal:
+    # exiting 0 here tells a supervisor the shutdown was the clean one it asked for.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.request_timeout_s),
+    )
+    return 0
+
+
+def _styles(args: argparse.Namespace) -> int:
+    from .weights import discover
+
+    folder = _settings(args, "weights_dir").weights_dir
+    found, problems = discover(folder)
+    if args.json:
+        rows: list[dict[str, Any]] = [
+            {**m.spec.model_dump(exclude_none=True), "path": str(m.path), "bytes": m.path.stat().st_size} for m in found
+        ]
+        rows += [{"file": p.path.name, "error": p.reason} for p in problems]
+        print(json.dumps(rows, indent=2))
+    else:
+        if not found and not problems:
+            print(f"no models in {folder.resolve()}; run 'animegan-api weights pull'", file=sys.stderr)
+        for m in found:
+            spec = m.spec
+            print(f"{spec.name:24} {m.path.name:28} {spec.architecture}/{spec.format} upsample={spec.upsample} "
+                  f"multiple={spec.size_multiple} preprocess={spec.preprocess}")
+        for p in problems:
+            print(f"{'(unusable)':24} {p.path.name:28} {p.reason}")
+    return 1 if problems else 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import imaging
+    from .styles import load_style
+    from .weights import WeightsError, discover
+
+    settings = _settings(args, "weights_dir")
+    found, _ = discover(settings.weights_dir)
+    chosen = [m for m in found if args.style in (None, m.spec.name)][:1]
+    if not chosen:
+        names = ", ".join(m.spec.name for m in found) or "none"
+        print(f"animegan-api: style {args.style or '(default)'} not found in {settings.weights_dir}; available: {names}", file=sys.stderr)
+        return 2
+    max_side = args.max_side or settings.default_max_side
+    if not 16 <= max_side <= settings.max_side_limit or not 1 <= args.quality <= 100:
+        print(f"animegan-api: --max-side must be 16..{settings.max_side_limit} and --quality 1..100", file=sys.stderr)
+        return 2
+    try:
+        style = load_style(chosen[0], warmup_side=64)
+    except WeightsError as exc:
+        print(f"animegan-api: {exc}", file=sys.stderr)
+        return 2
+    files = list(_expand(args.inputs))
+    args.output.mkdir(parents=True, exist_ok=True)
+    failures: list[str] = []
+    skipped = 0
+    for path in tqdm(files, unit="img", desc=style.spec.name, file=sys.stderr):
+        target = args.output / (path.stem + OUTPUT_SUFFIXES[args.format])
+        if target.exists() and not args.overwrite:
+            skipped += 1
+            continue
+        try:
+            prepared = imaging.prepare(
+                path.read_bytes(), max_pixels=settings.max_pixels, max_side=max_side,
+                multiple=style.spec.size_multiple, face_crop=style.spec.preprocess == "face",
+            )
+            output = style.predictor(imaging.to_batch(prepared.rgb))
+            target.write_bytes(imaging.render(output, prepared, args.keep_size, args.format, args.quality))
+        except (imaging.ImageError, OSError) as exc:
+            failures.append(f"{path}: {exc}")
+    print(f"converted {len(files) - len(failures) - skipped}, skipped {skipped} existing, failed {len(failures)}", file=sys.stderr)
+    for line in failures:
+        print(f"  failed: {line}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _expand(inputs: Sequence[Path]) -> Iterator[Path]:
+    for item in inputs:
+        if item.is_dir():
+            yield from sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
+        else:
+            yield item
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from .weights import PullError, WeightsError, pull, read_manifest
+
+    dest = _settings(args, "weights_dir").weights_dir
+    manifest_path = args.manifest or _default_manifest(dest)
+    try:
+        specs = read_manifest(manifest_path)
+    except WeightsError as exc:
+        print(f"animegan-api: {exc}", file=sys.stderr)
+        return 2
+    unknown = set(args.names) - {s.name for s in specs}
+    if unknown:
+        print(f"animegan-api: not in {manifest_path}: {', '.join(sorted(unknown))}; "
+              f"known: {', '.join(s.name for s in specs)}", file=sys.stderr)
+        return 2
+    selected = [s for s in specs if not args.names or s.name in args.names]
+
+    def done(spec: Any, path: Path, digest: str) -> None:
+        print(f"pulled {spec.name} -> {path} (sha256 {digest})")
+
+    try:
+        pull(selected, dest, timeout_s=args.timeout, on_done=done)
+    except PullError as exc:
+        print(f"animegan-api: {exc}\n(weights pull needs internet access to the URLs in {manifest_path}; "
+              f"or copy model files into {dest} yourself)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _default_manifest(weights_dir: Path) -> Path:
+    candidate = weights_dir / "manifest.json"
+    return candidate if candidate.exists() else Path("weights") / "manifest.json"
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    return "; ".join(
+        f"ANIMEGAN_{str(err['loc'][0]).upper()}: {err['msg']}" if err["loc"] else err["msg"] for err in exc.errors()
+    )

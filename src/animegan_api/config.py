@@ -1,0 +1,70 @@
+"""Service settings, read from ``ANIMEGAN_*`` environment variables.
+
+Every knob an operator may turn lives here so a bad value fails at startup
+with a message naming the variable, not at the first request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Validated configuration; construct once and hand to ``create_app``."""
+
+    model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
+
+    weights_dir: Path = Field(Path("weights"), description="Folder scanned for *.pt models and sidecars.")
+    default_style: str | None = Field(None, description="Style used when a request names none.")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    workers: int = Field(1, ge=1, le=64, description="Requests running inference at once (W).")
+    threads: int = Field(2, ge=1, le=256, description="torch intra-op threads (T).")
+    interop_threads: int = Field(1, ge=1, le=64)
+    max_queue: int = Field(8, ge=0, le=10_000, description="Requests allowed to wait beyond W.")
+    request_timeout_s: float = Field(30.0, gt=0, le=3600, description="Deadline for queue wait plus inference.")
+    retry_after_s: int = Field(2, ge=1, le=3600, description="Retry-After sent with 503 refusals.")
+
+    max_upload_bytes: int = Field(10 * MiB, ge=1024)
+    max_pixels: int = Field(40_000_000, ge=1)
+    default_max_side: int = Field(512, ge=16)
+    max_side_limit: int = Field(2048, ge=16)
+    warmup_side: int = Field(256, ge=16, le=4096, description="Size of the warm-up forward at startup.")
+
+    rate_limit: str = Field("60/minute", description="slowapi limit per client address.")
+    rate_limit_enabled: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '60/minute': {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check_sides(self) -> Settings:
+        if self.default_max_side > self.max_side_limit:
+            raise ValueError("default_max_side must not exceed max_side_limit")
+        return self

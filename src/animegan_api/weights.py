@@ -1,0 +1,232 @@
+"""Finding, describing, verifying and loading generator checkpoints.
+
+A weights folder holds ``*.pt`` state dicts, each optionally described by a
+sidecar ``<file>.json``. Everything that can go wrong with a file on disk is
+reported as :class:`WeightsError` naming the file and the reason, so an
+operator never has to read a traceback from inside torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .model import Generator
+
+MODEL_SUFFIXES = (".pt",)
+
+
+class WeightsError(Exception):
+    """A model file that cannot be used, with the path and the reason."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
+
+
+class StyleSpec(BaseModel):
+    """How to run one model file; the fields of the sidecar ``<file>.json``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    file: str
+    display_name: str | None = None
+    architecture: Literal["animeganv2"] = "animeganv2"
+    format: Literal["torch"] = "torch"
+    layout: Literal["NCHW"] = "NCHW"
+    upsample: Literal["align_corners", "tf_legacy"] = "align_corners"
+    size_multiple: int = Field(4, ge=1, le=256)
+    preprocess: Literal["full", "face"] = "full"
+    recommended_max_side: int | None = Field(None, ge=16)
+    max_batch: int | None = Field(None, ge=1)
+    license: str | None = None
+    source: str | None = None
+    url: str | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file found on disk together with its resolved description."""
+
+    path: Path
+    spec: StyleSpec
+
+
+def sidecar_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".json")
+
+
+def read_spec(model_path: Path) -> StyleSpec:
+    """The sidecar's description, or defaults inferred from the file name."""
+    sidecar = sidecar_path(model_path)
+    if not sidecar.exists():
+        return StyleSpec(name=_style_name(model_path.stem), file=model_path.name)
+    try:
+        raw = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(sidecar, f"unreadable sidecar: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise WeightsError(sidecar, "sidecar must be a JSON object")
+    raw.setdefault("name", _style_name(model_path.stem))
+    raw["file"] = model_path.name
+    try:
+        return StyleSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise WeightsError(sidecar, _describe_validation(exc)) from exc
+
+
+def discover(folder: Path) -> tuple[list[ModelFile], list[WeightsError]]:
+    """Every model file in ``folder`` with its spec; bad sidecars are returned, not raised."""
+    found: list[ModelFile] = []
+    problems: list[WeightsError] = []
+    if not folder.is_dir():
+        return found, problems
+    for path in sorted(p for p in folder.iterdir() if p.suffix in MODEL_SUFFIXES and p.is_file()):
+        try:
+            found.append(ModelFile(path, read_spec(path)))
+        except WeightsError as exc:
+            problems.append(exc)
+    return found, problems
+
+
+def load_generator(path: Path, spec: StyleSpec) -> Generator:
+    """Load a state dict strictly into a fresh generator in eval mode."""
+    state = _read_state_dict(path)
+    generator = Generator(upsample=spec.upsample)
+    try:
+        generator.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(path, _describe_mismatch(generator, state)) from exc
+    return generator.eval()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(path, "file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many unrelated types for a bad file
+        raise WeightsError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(path, "expected a state dict mapping parameter names to tensors")
+    bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise WeightsError(path, f"non-finite values in {', '.join(bad[:3])}")
+    return state
+
+
+def _describe_mismatch(generator: Generator, state: dict[str, torch.Tensor]) -> str:
+    expected = generator.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    parts = [
+        f"{label}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
+        for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong_shape))
+        if items
+    ]
+    return "not an AnimeGANv2 generator state dict (" + "; ".join(parts) + ")"
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    return "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
+
+
+def _style_name(stem: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "_" for c in stem).lstrip("_.-")
+    return cleaned[:64] or "style"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+class PullError(Exception):
+    """A download that failed; nothing was left behind in the weights folder."""
+
+
+def read_manifest(path: Path) -> list[StyleSpec]:
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["models"]
+        return [StyleSpec.model_validate(entry) for entry in entries]
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise WeightsError(path, f"unreadable manifest: {exc}") from exc
+    except ValidationError as exc:
+        raise WeightsError(path, _describe_validation(exc)) from exc
+
+
+def pull(
+    specs: Iterable[StyleSpec],
+    dest: Path,
+    *,
+    timeout_s: float = 60.0,
+    on_done: Callable[[StyleSpec, Path, str], None] | None = None,
+) -> list[Path]:
+    """Download each model, verify it, and move it into ``dest`` with its sidecar.
+
+    The file is written beside its final name and renamed only after the
+    checksum (when known) and a strict load pass, so a broken download can
+    never be picked up by a running or starting service.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for spec in specs:
+        if not spec.url:
+            raise PullError(f"{spec.name}: the manifest gives no download URL")
+        target = dest / spec.file
+        digest = _download_verified(spec, target, timeout_s)
+        sidecar_path(target).write_text(
+            spec.model_dump_json(indent=2, exclude_none=True, exclude={"url"}) + "\n", encoding="utf-8"
+        )
+        written.append(target)
+        if on_done:
+            on_done(spec, target, digest)
+    return written
+
+
+def _download_verified(spec: StyleSpec, target: Path, timeout_s: float) -> str:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout_s) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+        digest = sha256_of(tmp)
+        if spec.sha256 and digest != spec.sha256:
+            raise PullError(f"{spec.name}: checksum mismatch (expected {spec.sha256}, got {digest})")
+        load_generator(tmp, spec)
+        os.replace(tmp, target)
+        return digest
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise PullError(f"{spec.name}: download from {spec.url} failed: {getattr(exc, 'reason', exc)}") from exc
+    except WeightsError as exc:
+        raise PullError(f"{spec.name}: downloaded file is not a usable model: {exc.reason}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,105 @@
+"""Shared fixtures: model files the tests make themselves, the real ones from ../shared, an app client."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from PIL import Image
+
+from animegan_api.app import create_app
+from animegan_api.config import Settings
+from animegan_api.model import Generator
+
+SHARED = Path(os.environ.get("ANIMEGAN_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def save_random_generator(path: Path, seed: int = 0, sidecar: dict[str, Any] | None = None) -> Path:
+    """A seeded, randomly initialised generator in the published state-dict format."""
+    torch.manual_seed(seed)
+    torch.save(Generator().state_dict(), path)
+    if sidecar is not None:
+        path.with_name(path.name + ".json").write_text(json.dumps(sidecar), encoding="utf-8")
+    return path
+
+
+def picture_bytes(size: tuple[int, int] = (64, 48), fmt: str = "PNG", mode: str = "RGB", color: Any = (200, 80, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def weights_dir(tmp_path: Path) -> Path:
+    """A weights folder with one random generator, style 'random'."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    save_random_generator(folder / "random.pt")
+    return folder
+
+
+@pytest.fixture
+def settings_for(weights_dir: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"weights_dir": weights_dir, "warmup_side": 32, "rate_limit_enabled": False}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def make_client() -> Callable[[Settings], Any]:
+    """Run the real app (lifespan included) behind an ``httpx.AsyncClient``."""
+
+    def start(settings: Settings) -> Any:
+        return _running_client(settings)
+
+    return start
+
+
+class AppClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` bound to one app, which tests can reach as ``.app``."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        self.app = app
+
+
+class _running_client:
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self._lifespan = self.app.router.lifespan_context(self.app)
+
+    async def __aenter__(self) -> AppClient:
+        await self._lifespan.__aenter__()
+        self._client = AppClient(self.app)
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.aclose()
+        await self._lifespan.__aexit__(*exc)
+
+
+@pytest.fixture
+async def client(make_client: Any, settings_for: Callable[..., Settings]) -> AsyncIterator[AppClient]:
+    async with make_client(settings_for()) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """``../shared`` with real weights and photos; a failure instead of a skip when CI requires them."""
+    if (SHARED / "models" / "animeganv2_hayao.pt").is_file() and (SHARED / "photos").is_dir():
+        return SHARED
+    message = f"real weights and photos not found under {SHARED}"
+    if os.environ.get("ANIMEGAN_REQUIRE_REAL_WEIGHTS") == "1":
+        pytest.fail(message + " (ANIMEGAN_REQUIRE_REAL_WEIGHTS=1)")
+    pytest.skip(message)

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from animegan_api.cli import main
+from conftest import picture_bytes, save_random_generator
+
+
+def test_styles_lists_found_models(weights_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_random_generator(weights_dir / "b.pt", sidecar={"name": "legacy", "upsample": "tf_legacy"})
+    assert main(["styles", "--weights-dir", str(weights_dir), "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"random", "legacy"}
+    assert rows["legacy"]["upsample"] == "tf_legacy" and rows["random"]["bytes"] > 8_000_000
+
+
+def test_styles_reports_bad_sidecars_with_exit_1(weights_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (weights_dir / "random.pt.json").write_text('{"layout": "NHWC"}')
+    assert main(["styles", "--weights-dir", str(weights_dir)]) == 1
+    assert "field 'layout'" in capsys.readouterr().out
+
+
+def test_convert_files_and_folders_reports_bad_files(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inputs = tmp_path / "in"
+    (inputs / "nested").mkdir(parents=True)
+    (inputs / "a.jpg").write_bytes(picture_bytes((90, 60), "JPEG"))
+    (inputs / "nested" / "b.png").write_bytes(picture_bytes((40, 40), "PNG"))
+    (inputs / "broken.jpg").write_bytes(b"not a picture")
+    single = tmp_path / "c.webp"
+    single.write_bytes(picture_bytes((30, 50), "WEBP"))
+    out = tmp_path / "out"
+    code = main(["convert", str(inputs), str(single), "-o", str(out), "--weights-dir", str(weights_dir), "--format", "jpeg", "--keep-size"])
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert Image.open(out / "a.jpg").size == (90, 60)
+    err = capsys.readouterr().err
+    assert "converted 3, skipped 0 existing, failed 1" in err and "broken.jpg" in err
+
+
+def test_convert_never_overwrites_without_the_flag(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "a.png"
+    source.write_bytes(picture_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"keep me")
+    assert main(["convert", str(source), "-o", str(out), "--weights-dir", str(weights_dir)]) == 0
+    assert (out / "a.png").read_bytes() == b"keep me"
+    assert main(["convert", str(source), "-o", str(out), "--weights-dir", str(weights_dir), "--overwrite"]) == 0
+    assert (out / "a.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_convert_unknown_style_exits_2(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["convert", str(tmp_path), "-o", str(tmp_path / "o"), "--weights-dir", str(weights_dir), "--style", "nope"]) == 2
+    assert "available: random" in capsys.readouterr().err
+
+
+def test_weights_pull_offline_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"models": [{"name": "x", "file": "x.pt", "url": f"http://127.0.0.1:{port}/x.pt"}]}))
+    dest = tmp_path / "weights"
+    assert main(["weights", "pull", "--manifest", str(manifest), "--weights-dir", str(dest), "--timeout", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "download from" in err and "needs internet access" in err
+    assert list(dest.iterdir()) == []
+
+
+def test_weights_pull_unknown_name_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["weights", "pull", "nope", "--manifest", str(Path(__file__).parents[1] / "weights" / "manifest.json")]) == 2
+    assert "known: face_paint_512_v2" in capsys.readouterr().err
+
+
+def test_serve_rejects_a_bad_setting(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ANIMEGAN_MAX_QUEUE", "-3")
+    assert main(["serve"]) == 2
+    assert "ANIMEGAN_MAX_QUEUE" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""Real uvicorn in a subprocess, real weights, real photos, real sockets."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+pytestmark = [pytest.mark.e2e, pytest.mark.real_weights]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, weights: Path, log: Path, **env: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        environment = {**os.environ, "ANIMEGAN_WEIGHTS_DIR": str(weights), "ANIMEGAN_WARMUP_SIDE": "64", **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "animegan_api", "serve", "--port", str(self.port), "--workers", "1", "--max-queue", "2"],
+            env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("server did not become ready:\n" + self.log.read_text())
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(shared / "models", tmp_path_factory.mktemp("e2e") / "server.log")
+    yield running
+    if running.process.poll() is None:
+        running.stop()
+
+
+def test_real_photo_over_real_http(server: Server, shared: Path) -> None:
+    data = (shared / "photos" / "face_05.jpg").read_bytes()
+    response = httpx.post(f"{server.url}/v1/transform", files={"image": ("face.jpg", data)}, data={"max_side": "256"}, timeout=60)
+    assert response.status_code == 200
+    assert Image.open(io.BytesIO(response.content)).size == (256, 252)
+    assert "server" not in response.headers
+    styles = httpx.get(f"{server.url}/v1/styles").json()["styles"]
+    assert [s["name"] for s in styles] == ["animeganv2_hayao"]
+
+
+def _raw_post(port: int, data: bytes) -> socket.socket:
+    boundary = "e2eboundary"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.jpg\"\r\n"
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    head = (
+        f"POST /v1/transform HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(head + body)
+    return sock
+
+
+def test_client_that_leaves_the_queue_never_reaches_the_model(server: Server, shared: Path) -> None:
+    photo = (shared / "photos" / "street_01.jpg").read_bytes()
+    busy = _raw_post(server.port, photo)  # takes the only worker for a couple of seconds
+    time.sleep(0.3)
+    leaver = _raw_post(server.port, photo)
+    time.sleep(0.3)
+    queued = httpx.get(f"{server.url}/readyz").json()
+    assert queued["in_flight"] == 1 and queued["queued"] == 1
+    leaver.close()
+    assert busy.recv(12).startswith(b"HTTP/1.1 200")
+    busy.close()
+    deadline = time.monotonic() + 30
+    while "inference skipped" not in server.log.read_text():
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.1)
+    idle = httpx.get(f"{server.url}/readyz").json()
+    assert idle["in_flight"] == 0 and idle["queued"] == 0
+
+
+def test_sigterm_shuts_down_gracefully_with_exit_0(server: Server) -> None:
+    assert server.stop() == 0
+    log = server.log.read_text()
+    assert "Application shutdown complete" in log and "Traceback" not in log

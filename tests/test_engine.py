@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from animegan_api.engine import ClientGone, DeadlineExceeded, InferenceEngine, Overloaded
+
+
+class Model:
+    """Stands in for a generator: sleeps, counts calls, can fail."""
+
+    def __init__(self, seconds: float = 0.3, fail: bool = False) -> None:
+        self.seconds, self.fail = seconds, fail
+        self.calls = 0
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, value: int) -> int:
+        with self._lock:
+            self.calls += 1
+            self.concurrent += 1
+            self.max_concurrent = max(self.max_concurrent, self.concurrent)
+        try:
+            time.sleep(self.seconds)
+            if self.fail:
+                raise RuntimeError("model exploded")
+            return value * 2
+        finally:
+            with self._lock:
+                self.concurrent -= 1
+
+
+async def _request(engine: InferenceEngine, model: Model, value: int = 1, gone: asyncio.Event | None = None) -> int | str:
+    try:
+        with engine.admit() as ticket:
+            return await engine.run(ticket, model, value, client_gone=gone.wait() if gone else None)
+    except Overloaded:
+        return "overloaded"
+
+
+async def _settled(engine: InferenceEngine, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while engine.running or engine.admitted:
+        assert time.monotonic() < deadline, "engine did not return to idle"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def engine() -> InferenceEngine:
+    created = InferenceEngine(workers=1, max_queue=2, timeout_s=10)
+    yield created
+    created.shutdown()
+
+
+async def test_six_simultaneous_requests_three_run_three_refused(engine: InferenceEngine) -> None:
+    model = Model(0.2)
+    results = await asyncio.gather(*(_request(engine, model, i) for i in range(6)))
+    assert sorted(map(str, results)) == ["0", "2", "4", "overloaded", "overloaded", "overloaded"]
+    assert model.calls == 3 and model.max_concurrent == 1
+    await _settled(engine)
+
+
+async def test_refusal_is_immediate(engine: InferenceEngine) -> None:
+    model = Model(0.5)
+    busy = [asyncio.create_task(_request(engine, model)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    assert await _request(engine, model) == "overloaded"
+    assert time.perf_counter() - started < 0.05
+    await asyncio.gather(*busy)
+
+
+async def test_workers_run_in_parallel_up_to_the_bound() -> None:
+    engine = InferenceEngine(workers=2, max_queue=10, timeout_s=10)
+    model = Model(0.2)
+    await asyncio.gather(*(_request(engine, model) for _ in range(6)))
+    assert model.max_concurrent == 2
+    engine.shutdown()
+
+
+async def test_deadline_while_queued_never_runs_the_model() -> None:
+    engine = InferenceEngine(workers=1, max_queue=2, timeout_s=0.3)
+    model = Model(0.6)
+    first = asyncio.create_task(_request(engine, model))
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    with pytest.raises(DeadlineExceeded):
+        await _request(engine, model)
+    assert time.perf_counter() - started < 0.5
+    with pytest.raises(DeadlineExceeded):
+        await first  # the running one also outlives its 0.3 s deadline
+    assert model.calls == 1
+    await _settled(engine)
+    engine.shutdown()
+
+
+async def test_deadline_while_running_keeps_the_slot_until_the_thread_ends() -> None:
+    engine = InferenceEngine(workers=1, max_queue=2, timeout_s=0.2)
+    model = Model(0.5)
+    with pytest.raises(DeadlineExceeded):
+        await _request(engine, model)
+    assert engine.running == 1  # the thread is still busy: no second forward may start yet
+    await _settled(engine)
+    engine.timeout_s = 5
+    assert await _request(engine, model, 4) == 8
+    engine.shutdown()
+
+
+async def test_disconnected_waiting_request_never_reaches_the_model(engine: InferenceEngine) -> None:
+    model = Model(0.4)
+    first = asyncio.create_task(_request(engine, model, 1))
+    await asyncio.sleep(0.05)
+    gone = asyncio.Event()
+    waiting = asyncio.create_task(_request(engine, model, 2, gone))
+    await asyncio.sleep(0.05)
+    gone.set()
+    with pytest.raises(ClientGone):
+        await waiting
+    assert await first == 2
+    assert model.calls == 1
+    await _settled(engine)
+    assert await _request(engine, model, 3) == 6  # the permit came back
+
+
+async def test_cancelled_waiting_request_leaks_no_permit(engine: InferenceEngine) -> None:
+    model = Model(0.3)
+    first = asyncio.create_task(_request(engine, model))
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(_request(engine, model))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await first
+    await _settled(engine)
+    results = await asyncio.gather(*(_request(engine, model) for _ in range(3)))
+    assert results == [2, 2, 2]
+    assert model.max_concurrent == 1
+
+
+async def test_model_failure_reaches_the_caller_and_frees_the_slot(engine: InferenceEngine) -> None:
+    failing = Model(0.01, fail=True)
+    with pytest.raises(RuntimeError, match="exploded"):
+        await _request(engine, failing)
+    await _settled(engine)
+    assert await _request(engine, Model(0.01), 5) == 10
+
+
+async def test_ticket_records_queue_and_inference_time(engine: InferenceEngine) -> None:
+    model = Model(0.2)
+    with engine.admit() as ticket:
+        await engine.run(ticket, model, 1)
+    assert ticket.inference_s >= 0.19
+    assert ticket.queue_s < 0.1
