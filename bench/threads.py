@@ -1,0 +1,81 @@
+"""Measure worker (W) x torch-thread (T) layouts of the real service on this machine.
+
+    python bench/threads.py --weights ../shared/models --requests 12
+
+For each layout it starts ``animegan-api serve`` on a free loopback port,
+drives it with ``bench/load.py`` at enough concurrency to keep every worker
+busy (512x512 photos), and prints throughput and latency side by side. The
+defaults in ``config.py`` come from this table (see README, "Choosing W and T").
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load import DEFAULT_PHOTOS, load_photos, run_load  # noqa: E402
+
+LAYOUTS = ((1, 1), (1, 2), (2, 1), (2, 2))
+SQUARE_PHOTOS = ["food_01.jpg", "street_05.jpg"]  # both 512x512: identical work per request
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serve(weights: Path, workers: int, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, "ANIMEGAN_WEIGHTS_DIR": str(weights), "ANIMEGAN_RATE_LIMIT_ENABLED": "false",
+           "ANIMEGAN_LOG_LEVEL": "warning", "OMP_NUM_THREADS": str(threads)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "animegan_api", "serve", "--port", str(port), "--workers", str(workers),
+         "--threads", str(threads), "--max-queue", "64"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("server did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_PHOTOS.parent / "models")
+    parser.add_argument("--requests", type=int, default=12)
+    parser.add_argument("--time-limit", type=float, default=240.0)
+    args = parser.parse_args()
+    photos = load_photos(DEFAULT_PHOTOS, SQUARE_PHOTOS)
+    print(f"{'W x T':>6} {'conc':>5} {'img/s':>7} {'p50 s':>7} {'p99 s':>7}  statuses")
+    for workers, threads in LAYOUTS:
+        process, url = _serve(args.weights, workers, threads)
+        try:
+            concurrency = workers * 2
+            summary = asyncio.run(run_load(url, photos, concurrency, args.requests, args.time_limit))
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+        lat = summary["latency_ok_s"]
+        print(f"{workers:>2} x {threads:<2} {concurrency:>5} {summary['throughput_rps']:>7.3f} "
+              f"{lat['p50']:>7.2f} {lat['p99']:>7.2f}  {summary['statuses']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
