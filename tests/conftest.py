@@ -30,6 +30,44 @@ def save_random_generator(path: Path, seed: int = 0, sidecar: dict[str, Any] | N
     return path
 
 
+class _Layout(torch.nn.Module):
+    """Wraps a generator in the calling convention of an exported AnimeGAN graph."""
+
+    def __init__(self, generator: Generator, nhwc: bool, multiple_of_16: bool) -> None:
+        super().__init__()
+        self.generator, self.nhwc, self.multiple_of_16 = generator, nhwc, multiple_of_16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.nhwc:
+            x = x.permute(0, 3, 1, 2)
+        if self.multiple_of_16:  # a reshape that only works when the height divides by 16, like AnimeGANv3 tiny
+            b, c, h, w = x.shape
+            x = x.reshape(b, c, h // 16, 16, w).reshape(b, c, h, w)
+        y = self.generator(x)
+        return y.permute(0, 2, 3, 1) if self.nhwc else y
+
+
+def save_onnx_generator(
+    path: Path, seed: int = 0, nhwc: bool = False, multiple_of_16: bool = False, sidecar: dict[str, Any] | None = None
+) -> Path:
+    """A seeded random generator exported to ONNX, NCHW or NHWC, with dynamic batch and size."""
+    import warnings
+
+    torch.manual_seed(seed)
+    module = _Layout(Generator().eval(), nhwc, multiple_of_16)
+    example = torch.zeros(1, 32, 32, 3) if nhwc else torch.zeros(1, 3, 32, 32)
+    axes = {0: "batch", 1: "height", 2: "width"} if nhwc else {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, example, str(path), dynamo=False, opset_version=17, input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": axes, "output": axes},
+        )
+    if sidecar is not None:
+        path.with_name(path.name + ".json").write_text(json.dumps(sidecar), encoding="utf-8")
+    return path
+
+
 def picture_bytes(size: tuple[int, int] = (64, 48), fmt: str = "PNG", mode: str = "RGB", color: Any = (200, 80, 40)) -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, color).save(buffer, fmt)

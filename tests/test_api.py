@@ -28,9 +28,9 @@ def _error(response: Any, status: int, code: str) -> str:
 
 
 def _swap_predictor(client: AppClient, predictor: Callable[[np.ndarray], np.ndarray]) -> None:
-    registry = client.app.state.registry
-    for name, style in registry.styles.items():
-        registry.styles[name] = dataclasses.replace(style, predictor=predictor)
+    for entry in client.app.state.registry.entries.values():
+        assert entry.loaded is not None
+        entry.loaded = dataclasses.replace(entry.loaded, predictor=predictor)
 
 
 def _slow(seconds: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -171,11 +171,13 @@ async def test_styles_lists_metadata_and_unusable_files(weights_dir: Path, make_
     async with make_client(settings_for(default_style="legacy")) as client:
         body = (await client.get("/v1/styles")).json()
     styles = {s["name"]: s for s in body["styles"]}
-    assert set(styles) == {"legacy", "random"}
+    assert set(styles) == {"broken", "legacy", "random"}
     assert styles["legacy"]["upsample"] == "tf_legacy" and styles["legacy"]["default"] is True
     assert styles["random"]["parameters"] == 2143552 and styles["random"]["file"] == "random.pt"
+    assert styles["random"]["loaded"] and styles["random"]["available"] and styles["random"]["memory_bytes"] >= 0
+    assert styles["random"]["weights_bytes"] > 8_000_000
+    assert not styles["broken"]["available"] and "not a readable PyTorch checkpoint" in styles["broken"]["reason"]
     assert [u["file"] for u in body["unavailable"]] == ["broken.pt"]
-    assert "not a readable PyTorch checkpoint" in body["unavailable"][0]["reason"]
 
 
 async def test_health_and_readiness(client: AppClient) -> None:
@@ -211,8 +213,7 @@ async def test_deadline_gives_504(make_client: Any, settings_for: Callable[..., 
 
 
 async def test_model_failure_is_a_typed_500_and_the_next_request_works(client: AppClient) -> None:
-    registry = client.app.state.registry
-    healthy = registry.styles["random"].predictor
+    healthy = client.app.state.registry.entries["random"].loaded.predictor
 
     def explode(batch: np.ndarray) -> np.ndarray:
         raise RuntimeError("boom")

@@ -15,7 +15,7 @@ from animegan_api.weights import WeightsError
 def test_creating_the_app_loads_nothing(settings_for: Callable[..., Settings]) -> None:
     app = create_app(settings_for())
     assert app.state.ready is False
-    assert app.state.registry.styles == {}
+    assert app.state.registry.entries == {}
     assert not hasattr(app.state, "engine")
 
 
@@ -24,7 +24,8 @@ async def test_lifespan_loads_warms_and_tears_down(settings_for: Callable[..., S
     async with app.router.lifespan_context(app):
         assert app.state.ready is True
         assert app.state.registry.names == ["random"]
-        assert app.state.registry.styles["random"].load_s > 0
+        loaded = app.state.registry.entries["random"].loaded
+        assert loaded.load_s > 0 and loaded.size_multiple == 4
         assert torch.get_num_threads() == 1
         engine = app.state.engine
         assert engine.workers == 2
@@ -44,4 +45,5 @@ async def test_one_bad_file_does_not_block_the_others(weights_dir: Path, make_cl
     (weights_dir / "zzz.pt").write_bytes(b"\x00" * 10)
     async with make_client(settings_for()) as client:
         assert (await client.get("/readyz")).status_code == 200
-        assert client.app.state.registry.failed[0].path.name == "zzz.pt"
+        assert client.app.state.registry.entries["zzz"].error is not None
+        assert client.app.state.registry.names == ["random"]

@@ -16,7 +16,9 @@ import httpx
 import pytest
 from PIL import Image
 
-pytestmark = [pytest.mark.e2e, pytest.mark.real_weights]
+from conftest import save_random_generator
+
+pytestmark = pytest.mark.e2e
 
 
 def _free_port() -> int:
@@ -62,6 +64,7 @@ def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         running.stop()
 
 
+@pytest.mark.real_weights
 def test_real_photo_over_real_http(server: Server, shared: Path) -> None:
     data = (shared / "photos" / "face_05.jpg").read_bytes()
     response = httpx.post(f"{server.url}/v1/transform", files={"image": ("face.jpg", data)}, data={"max_side": "256"}, timeout=60)
@@ -69,7 +72,8 @@ def test_real_photo_over_real_http(server: Server, shared: Path) -> None:
     assert Image.open(io.BytesIO(response.content)).size == (256, 252)
     assert "server" not in response.headers
     styles = httpx.get(f"{server.url}/v1/styles").json()["styles"]
-    assert [s["name"] for s in styles] == ["animeganv2_hayao"]
+    assert [s["name"] for s in styles] == ["animeganv2_hayao", "animeganv3_cute", "animeganv3_hayao", "animeganv3_shinkai"]
+    assert all(s["loaded"] and s["available"] for s in styles)
 
 
 def _raw_post(port: int, data: bytes) -> socket.socket:
@@ -87,6 +91,7 @@ def _raw_post(port: int, data: bytes) -> socket.socket:
     return sock
 
 
+@pytest.mark.real_weights
 def test_client_that_leaves_the_queue_never_reaches_the_model(server: Server, shared: Path) -> None:
     photo = (shared / "photos" / "street_01.jpg").read_bytes()
     busy = _raw_post(server.port, photo)  # takes the only worker for a couple of seconds
@@ -106,7 +111,25 @@ def test_client_that_leaves_the_queue_never_reaches_the_model(server: Server, sh
     assert idle["in_flight"] == 0 and idle["queued"] == 0
 
 
+@pytest.mark.real_weights
 def test_sigterm_shuts_down_gracefully_with_exit_0(server: Server) -> None:
     assert server.stop() == 0
     log = server.log.read_text()
     assert "Application shutdown complete" in log and "Traceback" not in log
+
+
+def test_sighup_rescans_the_weights_folder(tmp_path: Path) -> None:
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save_random_generator(weights / "first.pt")
+    server = Server(weights, tmp_path / "server.log")
+    try:
+        save_random_generator(weights / "second.pt", seed=1)
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while {s["name"] for s in httpx.get(f"{server.url}/v1/styles").json()["styles"]} != {"first", "second"}:
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.2)
+        assert server.process.poll() is None
+    finally:
+        assert server.stop() == 0

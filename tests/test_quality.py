@@ -1,23 +1,34 @@
-"""Picture quality with the real Hayao checkpoint from ../shared (skips without it, fails in CI)."""
+"""Picture quality with the real models from ../shared (skips without them, fails in CI)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+import httpx
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from PIL import Image
 
 from animegan_api import imaging
+from animegan_api.app import create_app
 from animegan_api.config import Settings
 from animegan_api.model import Generator
 
 pytestmark = pytest.mark.real_weights
-PHOTOS = ("street_02.jpg", "face_01.jpg")
+PHOTOS = ("landscape_01.jpg", "face_01.jpg")
+MAX_SIDE = 384
+# (backend, style, file that must have run it, size multiple)
+SERVED = [
+    ("torch", "animeganv2_hayao", "animeganv2_hayao.pt", 4),
+    ("onnxruntime", "animeganv2_hayao", "animeganv2_hayao.onnx", 4),
+    ("torch", "animeganv3_hayao", "animeganv3_hayao.onnx", 8),
+    ("torch", "animeganv3_shinkai", "animeganv3_shinkai.onnx", 8),
+    ("torch", "animeganv3_cute", "animeganv3_cute.onnx", 16),
+]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -25,7 +36,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
-def _reference(checkpoint: Path, upsample: str, rgb: Image.Image) -> np.ndarray:
+def _torch_reference(checkpoint: Path, upsample: str, rgb: Image.Image) -> np.ndarray:
     """An independent forward: the state dict straight into a generator, no service code."""
     generator = Generator(upsample).eval()  # type: ignore[arg-type]
     generator.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True), strict=True)
@@ -35,52 +46,115 @@ def _reference(checkpoint: Path, upsample: str, rgb: Image.Image) -> np.ndarray:
     return np.rint(np.clip((y + 1) * 127.5, 0, 255))
 
 
-@pytest.fixture(scope="module")
-def served(shared: Path) -> dict[str, Any]:
-    """The service's outputs for the photos, computed once."""
-    import asyncio
+def _onnx_reference(model: Path, rgb: Image.Image) -> np.ndarray:
+    """An independent ONNX Runtime run, with the layout read straight off the graph."""
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    graph_input = session.get_inputs()[0]
+    nhwc = graph_input.shape[-1] == 3
+    x = np.asarray(rgb, dtype=np.float32) / 127.5 - 1
+    feed = x[None] if nhwc else x.transpose(2, 0, 1)[None]
+    y = session.run(None, {graph_input.name: np.ascontiguousarray(feed)})[0][0]
+    y = y if nhwc else y.transpose(1, 2, 0)
+    return np.rint(np.clip((y + 1) * 127.5, 0, 255))
 
-    from animegan_api.app import create_app
 
-    async def run() -> dict[str, bytes]:
-        import httpx
-
-        app = create_app(Settings(weights_dir=shared / "models", warmup_side=64, rate_limit_enabled=False))
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-                results = {}
-                for name in PHOTOS:
-                    data = (shared / "photos" / name).read_bytes()
-                    response = await client.post("/v1/transform", files={"image": (name, data)})
+async def _post_all(models: Path, photos: Path, backend: str, styles: list[str]) -> dict[tuple[str, str], bytes]:
+    app = create_app(Settings(weights_dir=models, backend=backend, warmup_side=64, rate_limit_enabled=False))
+    results = {}
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            for style in styles:
+                for photo in PHOTOS:
+                    response = await client.post(
+                        "/v1/transform", files={"image": (photo, (photos / photo).read_bytes())},
+                        data={"style": style, "max_side": str(MAX_SIDE)},
+                    )
                     assert response.status_code == 200, response.text
-                    assert response.headers["x-style"] == "animeganv2_hayao"
-                    results[name] = response.content
-                return results
+                    assert response.headers["x-style"] == style
+                    results[(style, photo)] = response.content
+            listed = {s["name"]: s["file"] for s in (await client.get("/v1/styles")).json()["styles"]}
+    for style in styles:
+        results[(style, "file")] = listed[style].encode()
+    return results
 
-    return asyncio.run(run())
+
+@pytest.fixture(scope="module")
+def served(shared: Path) -> dict[tuple[str, str, str], bytes]:
+    """Every real model's output for the photos, as the service returns it, computed once."""
+    outputs: dict[tuple[str, str, str], bytes] = {}
+    for backend in ("torch", "onnxruntime"):
+        styles = sorted({style for b, style, _, _ in SERVED if b == backend})
+        for (style, photo), body in asyncio.run(_post_all(shared / "models", shared / "photos", backend, styles)).items():
+            outputs[(backend, style, photo)] = body
+    return outputs
 
 
+def _picture(body: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+
+
+@pytest.mark.parametrize(("backend", "style", "file", "multiple"), SERVED)
 @pytest.mark.parametrize("photo", PHOTOS)
-def test_service_equals_an_in_process_forward(shared: Path, served: dict[str, bytes], photo: str) -> None:
+def test_service_equals_a_direct_run_of_the_model(
+    shared: Path, served: dict[tuple[str, str, str], bytes], backend: str, style: str, file: str, multiple: int, photo: str
+) -> None:
+    assert served[(backend, style, "file")].decode() == file
     data = (shared / "photos" / photo).read_bytes()
-    prepared = imaging.prepare(data, max_pixels=40_000_000, max_side=512, multiple=4)
-    output = np.asarray(Image.open(io.BytesIO(served[photo])).convert("RGB"))
+    prepared = imaging.prepare(data, max_pixels=40_000_000, max_side=MAX_SIDE, multiple=multiple)
+    assert all(side % multiple == 0 for side in prepared.rgb.size)
+    output = _picture(served[(backend, style, photo)])
     assert output.shape[:2] == prepared.rgb.size[::-1]
-    reference = _reference(shared / "models" / "animeganv2_hayao.pt", "tf_legacy", prepared.rgb)
+    model = shared / "models" / file
+    reference = _torch_reference(model, "tf_legacy", prepared.rgb) if file.endswith(".pt") else _onnx_reference(model, prepared.rgb)
     assert _psnr(output, reference) >= 40.0
+    assert 8.0 < _psnr(output, np.asarray(prepared.rgb)) < 30.0  # stylised, not a copy
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
-def test_sidecar_upsampling_is_honoured(shared: Path, served: dict[str, bytes], photo: str) -> None:
+def test_hayao_pytorch_and_onnx_agree(served: dict[tuple[str, str, str], bytes], photo: str) -> None:
+    torch_output = _picture(served[("torch", "animeganv2_hayao", photo)])
+    onnx_output = _picture(served[("onnxruntime", "animeganv2_hayao", photo)])
+    assert _psnr(torch_output, onnx_output) >= 40.0
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_sidecar_upsampling_is_honoured(shared: Path, served: dict[tuple[str, str, str], bytes], photo: str) -> None:
     """With the port's default upsampling the Hayao output is visibly different (about 20 dB)."""
-    prepared = imaging.prepare((shared / "photos" / photo).read_bytes(), max_pixels=40_000_000, max_side=512, multiple=4)
-    output = np.asarray(Image.open(io.BytesIO(served[photo])).convert("RGB"))
-    wrong = _reference(shared / "models" / "animeganv2_hayao.pt", "align_corners", prepared.rgb)
-    assert _psnr(output, wrong) < 30.0
+    prepared = imaging.prepare((shared / "photos" / photo).read_bytes(), max_pixels=40_000_000, max_side=MAX_SIDE, multiple=4)
+    wrong = _torch_reference(shared / "models" / "animeganv2_hayao.pt", "align_corners", prepared.rgb)
+    assert _psnr(_picture(served[("torch", "animeganv2_hayao", photo)]), wrong) < 30.0
 
 
-@pytest.mark.parametrize("photo", PHOTOS)
-def test_output_is_stylised_not_a_copy(shared: Path, served: dict[str, bytes], photo: str) -> None:
-    prepared = imaging.prepare((shared / "photos" / photo).read_bytes(), max_pixels=40_000_000, max_side=512, multiple=4)
-    output = np.asarray(Image.open(io.BytesIO(served[photo])).convert("RGB"))
-    assert 10.0 < _psnr(output, np.asarray(prepared.rgb)) < 25.0
+async def test_odd_sizes_follow_the_rule_and_keep_size_and_alpha_are_restored(shared: Path) -> None:
+    photo = Image.open(shared / "photos" / "street_02.jpg").convert("RGBA")  # 1279x867, odd width
+    photo.putalpha(Image.linear_gradient("L").resize(photo.size))
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG")
+    app = create_app(Settings(weights_dir=shared / "models", warmup_side=64, rate_limit_enabled=False))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            processed = await client.post(
+                "/v1/transform", files={"image": ("p.png", buffer.getvalue())}, data={"style": "animeganv3_cute", "max_side": "333"}
+            )
+            restored = await client.post(
+                "/v1/transform", files={"image": ("p.png", buffer.getvalue())},
+                data={"style": "animeganv3_cute", "max_side": "333", "keep_size": "true", "format": "webp"},
+            )
+    small = Image.open(io.BytesIO(processed.content))
+    assert small.size == (320, 224) and small.mode == "RGBA"  # 333x225 rounded down to multiples of 16
+    full = Image.open(io.BytesIO(restored.content))
+    assert full.size == (1279, 867) and full.mode == "RGBA"
+    assert np.abs(np.asarray(full.getchannel("A"), dtype=int) - np.asarray(photo.getchannel("A"), dtype=int)).max() <= 2
+
+
+def test_a_wrong_size_rule_for_a_real_model_is_named(shared: Path, tmp_path: Path) -> None:
+    from animegan_api.styles import load_style
+    from animegan_api.weights import ModelFile, WeightsError, read_spec
+
+    model = tmp_path / "animeganv3_cute.onnx"
+    model.write_bytes((shared / "models" / "animeganv3_cute.onnx").read_bytes())
+    (tmp_path / "animeganv3_cute.onnx.json").write_text('{"size_multiple": 8, "layout": "NHWC"}')
+    with pytest.raises(WeightsError, match="field 'size_multiple'"):
+        load_style(ModelFile(model, read_spec(model)), threads=2, warmup_side=256)
+    (tmp_path / "animeganv3_cute.onnx.json").unlink()
+    assert load_style(ModelFile(model, read_spec(model)), threads=2, warmup_side=256).size_multiple == 16

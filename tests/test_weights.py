@@ -48,7 +48,8 @@ def test_sidecar_upsampling_reaches_the_generator(tmp_path: Path) -> None:
 def test_file_without_sidecar_gets_defaults_from_its_name(tmp_path: Path) -> None:
     spec = read_spec(save_random_generator(tmp_path / "my style!.pt"))
     assert spec.name == "my_style_"
-    assert (spec.upsample, spec.size_multiple, spec.preprocess) == ("align_corners", 4, "full")
+    assert (spec.format, spec.upsample, spec.preprocess) == ("torch", "align_corners", "full")
+    assert spec.size_multiple is None  # settled by a probe when the model loads (see test_styles)
 
 
 @pytest.mark.parametrize(
@@ -131,6 +132,8 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
     [
         ('{"upsample": "nearest"}', "field 'upsample'"),
         ('{"size_multiple": 0}', "field 'size_multiple'"),
+        ('{"layout": "NHWC"}', "field 'layout'"),
+        ('{"format": "onnx"}', "field 'format'"),
         ('{"name": "../../etc/passwd"}', "field 'name'"),
         ("{not json", "unreadable sidecar"),
         ("[1, 2]", "must be a JSON object"),

@@ -7,15 +7,17 @@ thread) and the engine (on the inference pool).
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import math
 import time
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
 from slowapi import Limiter
 from slowapi.errors import RateLimitExceeded
 from starlette.concurrency import run_in_threadpool
@@ -23,57 +25,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import imaging
 from .engine import ClientGone, DeadlineExceeded, Overloaded, Ticket
-from .styles import LoadedStyle
+from .schemas import HealthResponse, ReadyResponse, StyleInfo, StylesResponse, UnavailableFile, error_doc
+from .styles import LoadedStyle, StyleEntry, StyleRegistry
+from .weights import WeightsError
 
 log = logging.getLogger(__name__)
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(examples=["unsupported_image"])
-    message: str = Field(examples=["not a supported picture; accepted formats: JPEG, PNG, WebP, BMP, TIFF, GIF"])
-
-
-class ErrorBody(BaseModel):
-    """The body of every error response except 422 validation errors."""
-
-    error: ErrorDetail
-
-
-class StyleInfo(BaseModel):
-    name: str = Field(examples=["animeganv2_hayao"])
-    display_name: str | None = Field(examples=["Hayao (AnimeGANv2)"])
-    architecture: str = Field(examples=["animeganv2"])
-    format: str = Field(examples=["torch"])
-    file: str = Field(examples=["animeganv2_hayao.pt"])
-    parameters: int = Field(examples=[2143552])
-    upsample: str = Field(examples=["tf_legacy"])
-    size_multiple: int = Field(examples=[4])
-    preprocess: str = Field(examples=["full"])
-    recommended_max_side: int | None = Field(examples=[1024])
-    license: str | None = Field(examples=["non-commercial use only"])
-    default: bool
-
-
-class UnavailableStyle(BaseModel):
-    name: str
-    file: str
-    reason: str
-
-
-class StylesResponse(BaseModel):
-    styles: list[StyleInfo]
-    unavailable: list[UnavailableStyle]
-
-
-class HealthResponse(BaseModel):
-    status: str = Field(examples=["ok"])
-
-
-class ReadyResponse(BaseModel):
-    status: str = Field(examples=["ready"])
-    styles: list[str]
-    in_flight: int
-    queued: int
 
 
 class ApiError(Exception):
@@ -84,41 +40,46 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def _error_doc(description: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description}
-
-
-TRANSFORM_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _error_doc("The upload is a supported format but truncated or corrupt (`corrupt_image`)."),
-    404: _error_doc("Unknown `style`; the message lists the valid names (`unknown_style`)."),
-    413: _error_doc("Upload above `max_upload_bytes` (`upload_too_large`) or picture above `max_pixels` (`image_too_large`)."),
-    415: _error_doc("Not a picture, or not JPEG/PNG/WebP/BMP/TIFF/GIF (`unsupported_image`)."),
-    429: _error_doc("Rate limit exceeded (`rate_limited`); see `Retry-After`."),
-    500: _error_doc("The model failed on this request (`inference_failed`); the service stays up."),
-    503: _error_doc("Every worker and queue place is taken (`overloaded`), or no model is loaded (`not_ready`); see `Retry-After`."),
-    504: _error_doc("The request's deadline passed while queued or running (`deadline_exceeded`)."),
+IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error_doc("The upload is a supported format but truncated or corrupt (`corrupt_image`)."),
+    404: error_doc("Unknown `style`; the message lists the valid names (`unknown_style`)."),
+    413: error_doc("Upload above `max_upload_bytes` (`upload_too_large`) or picture above `max_pixels` (`image_too_large`)."),
+    415: error_doc("Not a picture, or not JPEG/PNG/WebP/BMP/TIFF/GIF (`unsupported_image`)."),
+    429: error_doc("Rate limit exceeded (`rate_limited`); see `Retry-After`."),
+    500: error_doc("The model failed on this request (`inference_failed`); the service stays up."),
+    503: error_doc(
+        "Every worker and queue place is taken (`overloaded`), no model is loaded (`not_ready`), or the style's "
+        "model cannot be loaded (`style_unavailable`); see `Retry-After`."
+    ),
+    504: error_doc("The request's deadline passed while queued or running (`deadline_exceeded`)."),
 }
+PICTURE_CONTENT = {"image/png": {}, "image/jpeg": {}, "image/webp": {}}
+
+ImageField = Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP, BMP, TIFF or GIF (first frame). The format is read from the bytes.")]
+MaxSideField = Annotated[int | None, Form(ge=16, description="Longest side of the processed picture (never upscaled). Default 512; the upper bound is the `max_side_limit` setting.", examples=[512])]
+FormatField = Annotated[imaging.OutputFormat, Form(description="Output format.")]
+QualityField = Annotated[int, Form(ge=1, le=100, description="Quality for jpeg and webp output.")]
 
 
 async def transform(
     request: Request,
-    image: Annotated[UploadFile, File(description="The photo: JPEG, PNG, WebP, BMP, TIFF or GIF (first frame). The format is read from the bytes.")],
+    image: ImageField,
     style: Annotated[str | None, Form(description="Style name from `GET /v1/styles`; the default style when omitted.", examples=["animeganv2_hayao"])] = None,
-    max_side: Annotated[int | None, Form(ge=16, description="Longest side of the processed picture (never upscaled). Default 512; the upper bound is the `max_side_limit` setting.", examples=[512])] = None,
+    max_side: MaxSideField = None,
     keep_size: Annotated[bool, Form(description="Return the picture at the upload's original size instead of the processed size.")] = False,
-    format: Annotated[imaging.OutputFormat, Form(description="Output format.")] = "png",
-    quality: Annotated[int, Form(ge=1, le=100, description="Quality for jpeg and webp output.")] = 90,
+    format: FormatField = "png",
+    quality: QualityField = 90,
 ) -> Response:
     state = request.app.state
-    settings = state.settings
-    loaded = _resolve_style(state, style)
-    side = _check_max_side(max_side, settings.default_max_side, settings.max_side_limit)
-    if image.size is not None and image.size > settings.max_upload_bytes:
-        raise ApiError(413, "upload_too_large", f"the upload is larger than {settings.max_upload_bytes} bytes")
+    registry = _ready_registry(state)
+    entry = _resolve(registry, style)
+    side = _check_max_side(max_side, state.settings)
+    _check_upload_size(image, state.settings)
     with _admitted(state) as ticket:
         started = time.perf_counter()
+        loaded = await _acquire(registry, entry)
         data = await image.read()
-        prepared, batch = await run_in_threadpool(_prepare, data, side, settings.max_pixels, loaded)
+        prepared, batch = await run_in_threadpool(_prepare, data, side, state.settings.max_pixels, loaded)
         decoded = time.perf_counter()
         output = await _infer(state, ticket, loaded, batch, request)
         encode_started = time.perf_counter()
@@ -133,12 +94,46 @@ async def transform(
     return Response(body, media_type=imaging.MEDIA_TYPES[format], headers=headers)
 
 
+async def compare(
+    request: Request,
+    image: ImageField,
+    styles: Annotated[str | None, Form(description="Comma-separated style names; every available style (up to the limit) when omitted.", examples=["animeganv2_hayao,animeganv3_shinkai"])] = None,
+    max_side: MaxSideField = None,
+    format: FormatField = "png",
+    quality: QualityField = 90,
+) -> Response:
+    state = request.app.state
+    registry = _ready_registry(state)
+    entries = _resolve_many(registry, styles, state.settings.compare_max_styles)
+    side = _check_max_side(max_side, state.settings)
+    _check_upload_size(image, state.settings)
+    with _admitted(state) as ticket:
+        data = await image.read()
+        original = await run_in_threadpool(_prepare, data, side, state.settings.max_pixels, None)
+        tiles: list[tuple[str, Any]] = [("original", original[0].rgb)]
+        for entry in entries:
+            loaded = await _acquire(registry, entry)
+            prepared, batch = await run_in_threadpool(_prepare, data, side, state.settings.max_pixels, loaded)
+            output = await _infer(state, ticket, loaded, batch, request)
+            tiles.append((loaded.spec.display_name or loaded.spec.name, imaging.from_output(output[0])))
+        body = await run_in_threadpool(_render_sheet, tiles, original[0].rgb.size, format, quality)
+    headers = {"X-Styles": ",".join(e.name for e in entries)}
+    return Response(body, media_type=imaging.MEDIA_TYPES[format], headers=headers)
+
+
 async def list_styles(request: Request) -> StylesResponse:
-    registry = request.app.state.registry
+    registry: StyleRegistry = request.app.state.registry
     return StylesResponse(
-        styles=[_style_info(s, s.spec.name == registry.default_name) for s in registry.styles.values()],
-        unavailable=[UnavailableStyle(name=f.name, file=f.path.name, reason=f.reason) for f in registry.failed],
+        styles=[_style_info(entry, entry.name == registry.default_name) for entry in registry.entries.values()],
+        unavailable=[UnavailableFile(name=f.name, file=f.path.name, reason=f.reason) for f in registry.failed_files]
+        + [UnavailableFile(name=e.name, file=e.file.path.name, reason=e.error) for e in registry.entries.values() if e.error],
     )
+
+
+async def reload(request: Request) -> StylesResponse:
+    _check_admin(request)
+    await request.app.state.reload_styles()
+    return await list_styles(request)
 
 
 async def healthz() -> HealthResponse:
@@ -163,29 +158,39 @@ def install(app: FastAPI, limiter: Limiter, rate_limit: str) -> None:
     """
     limited = limiter.limit(rate_limit)
     app.add_api_route(
-        "/v1/transform",
-        limited(transform),
-        methods=["POST"],
-        tags=["inference"],
-        summary="Turn a photo into an anime-style picture",
-        response_class=Response,
+        "/v1/transform", limited(transform), methods=["POST"], tags=["inference"],
+        summary="Turn a photo into an anime-style picture", response_class=Response,
         responses={
             200: {
                 "description": "The converted picture. `Server-Timing` splits the time into decode, queue, "
                 "inference and encode; `X-Style` names the style used.",
-                "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+                "content": PICTURE_CONTENT,
             },
-            **TRANSFORM_ERRORS,
+            **IMAGE_ERRORS,
         },
     )
     app.add_api_route(
-        "/v1/styles",
-        limited(list_styles),
-        methods=["GET"],
-        tags=["styles"],
-        summary="List the styles this service offers",
+        "/v1/compare", limited(compare), methods=["POST"], tags=["inference"],
+        summary="Run one photo through several styles and get a captioned contact sheet", response_class=Response,
+        responses={
+            200: {"description": "The contact sheet: the original, then one tile per style. `X-Styles` lists them.", "content": PICTURE_CONTENT},
+            **IMAGE_ERRORS,
+            422: {"description": "More styles than `compare_max_styles`, or a parameter out of range."},
+        },
+    )
+    app.add_api_route(
+        "/v1/styles", limited(list_styles), methods=["GET"], tags=["styles"],
+        summary="List the styles this service offers", response_model=StylesResponse, responses={429: IMAGE_ERRORS[429]},
+    )
+    app.add_api_route(
+        "/v1/admin/reload", limited(reload), methods=["POST"], tags=["admin"],
+        summary="Rescan the weights folder without dropping requests in flight (also on SIGHUP)",
         response_model=StylesResponse,
-        responses={429: TRANSFORM_ERRORS[429]},
+        responses={
+            401: error_doc("An admin key is configured and none was sent (`unauthorized`)."),
+            403: error_doc("Wrong admin key, or no key configured and the client is not on loopback (`forbidden`)."),
+            429: IMAGE_ERRORS[429],
+        },
     )
     app.add_api_route(
         "/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness: the process is up",
@@ -194,7 +199,7 @@ def install(app: FastAPI, limiter: Limiter, rate_limit: str) -> None:
     app.add_api_route(
         "/readyz", readyz, methods=["GET"], tags=["health"],
         summary="Readiness: at least one model is loaded and warmed", response_model=ReadyResponse,
-        responses={503: _error_doc("Not ready: starting, shutting down, or no model could be loaded (`not_ready`).")},
+        responses={503: error_doc("Not ready: starting, shutting down, or no model could be loaded (`not_ready`).")},
     )
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -202,32 +207,53 @@ def install(app: FastAPI, limiter: Limiter, rate_limit: str) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-def _resolve_style(state: Any, name: str | None) -> LoadedStyle:
-    registry = state.registry
-    if not getattr(state, "ready", False) or not registry.styles:
+def _ready_registry(state: Any) -> StyleRegistry:
+    if not getattr(state, "ready", False):
         raise ApiError(503, "not_ready", "no model is loaded and warmed", {"Retry-After": "5"})
-    loaded = registry.get(name)
-    if loaded is None:
+    return state.registry
+
+
+def _resolve(registry: StyleRegistry, name: str | None) -> StyleEntry:
+    entry = registry.lookup(name)
+    if entry is None:
         raise ApiError(404, "unknown_style", f"unknown style {name!r}; available styles: {', '.join(registry.names)}")
-    return loaded
+    if entry.error:
+        raise ApiError(503, "style_unavailable", f"style {entry.name!r} cannot be loaded: {entry.error}")
+    return entry
 
 
-def _check_max_side(max_side: int | None, default: int, limit: int) -> int:
+def _resolve_many(registry: StyleRegistry, names: str | None, limit: int) -> list[StyleEntry]:
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if names else registry.names[:limit]
+    if len(wanted) > limit:
+        raise _validation_error("styles", f"At most {limit} styles per comparison", names)
+    if not wanted:
+        raise ApiError(503, "not_ready", "no style is available", {"Retry-After": "5"})
+    return [_resolve(registry, name) for name in dict.fromkeys(wanted)]
+
+
+async def _acquire(registry: StyleRegistry, entry: StyleEntry) -> LoadedStyle:
+    try:
+        return await registry.acquire(entry)
+    except WeightsError as exc:
+        raise ApiError(503, "style_unavailable", f"style {entry.name!r} cannot be loaded: {exc}") from exc
+
+
+def _check_max_side(max_side: int | None, settings: Any) -> int:
     if max_side is None:
-        return default
-    if max_side > limit:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "less_than_equal",
-                    "loc": ("body", "max_side"),
-                    "msg": f"Input should be less than or equal to {limit}",
-                    "input": max_side,
-                    "ctx": {"le": limit},
-                }
-            ]
-        )
+        return settings.default_max_side
+    if max_side > settings.max_side_limit:
+        raise _validation_error("max_side", f"Input should be less than or equal to {settings.max_side_limit}", max_side)
     return max_side
+
+
+def _check_upload_size(image: UploadFile, settings: Any) -> None:
+    if image.size is not None and image.size > settings.max_upload_bytes:
+        raise ApiError(413, "upload_too_large", f"the upload is larger than {settings.max_upload_bytes} bytes")
+
+
+def _validation_error(field: str, message: str, value: object) -> RequestValidationError:
+    """The same 422 shape FastAPI gives, for limits that come from settings."""
+    return RequestValidationError([{"type": "value_error", "loc": ("body", field), "msg": message, "input": value}])
 
 
 def _admitted(state: Any) -> Ticket:
@@ -246,15 +272,15 @@ _IMAGE_ERRORS: dict[type[imaging.ImageError], tuple[int, str]] = {
 }
 
 
-def _prepare(data: bytes, max_side: int, max_pixels: int, loaded: LoadedStyle) -> tuple[imaging.Prepared, Any]:
-    spec = loaded.spec
+def _prepare(data: bytes, max_side: int, max_pixels: int, loaded: LoadedStyle | None) -> tuple[imaging.Prepared, np.ndarray]:
+    """Decode for one style's size rule and preprocessing (or as-is, for the comparison's original)."""
     try:
         prepared = imaging.prepare(
             data,
             max_pixels=max_pixels,
             max_side=max_side,
-            multiple=spec.size_multiple,
-            face_crop=spec.preprocess == "face",
+            multiple=loaded.size_multiple if loaded else 1,
+            face_crop=loaded is not None and loaded.spec.preprocess == "face",
         )
     except imaging.ImageError as exc:
         status, code = _IMAGE_ERRORS[type(exc)]
@@ -262,7 +288,7 @@ def _prepare(data: bytes, max_side: int, max_pixels: int, loaded: LoadedStyle) -
     return prepared, imaging.to_batch(prepared.rgb)
 
 
-async def _infer(state: Any, ticket: Ticket, loaded: LoadedStyle, batch: Any, request: Request) -> Any:
+async def _infer(state: Any, ticket: Ticket, loaded: LoadedStyle, batch: np.ndarray, request: Request) -> np.ndarray:
     try:
         return await state.engine.run(ticket, loaded.predictor, batch, client_gone=_client_gone(request))
     except DeadlineExceeded:
@@ -281,24 +307,66 @@ async def _client_gone(request: Request) -> None:
         pass
 
 
+def _render_sheet(tiles: list[tuple[str, Any]], size: tuple[int, int], fmt: imaging.OutputFormat, quality: int) -> bytes:
+    return imaging.encode(imaging.contact_sheet(tiles, size), fmt, quality)
+
+
+def _check_admin(request: Request) -> None:
+    """Admin routes need the admin key when one is set, and a loopback client when none is."""
+    key = request.app.state.settings.admin_key
+    if key is None:
+        host = request.client.host if request.client else ""
+        if not _is_loopback(host):
+            raise ApiError(403, "forbidden", "admin routes answer loopback clients only unless ANIMEGAN_ADMIN_KEY is set")
+        return
+    sent = request.headers.get("x-api-key") or _bearer(request.headers.get("authorization", ""))
+    if not sent:
+        raise ApiError(401, "unauthorized", "send the admin key as 'Authorization: Bearer <key>' or 'X-API-Key'", {"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(sent.encode(), key.get_secret_value().encode()):
+        raise ApiError(403, "forbidden", "wrong admin key")
+
+
+def _bearer(header: str) -> str:
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _server_timing(timing: dict[str, float]) -> str:
     return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in timing.items())
 
 
-def _style_info(loaded: LoadedStyle, default: bool) -> StyleInfo:
-    spec = loaded.spec
+def _style_info(entry: StyleEntry, default: bool) -> StyleInfo:
+    spec, loaded = entry.spec, entry.loaded
     return StyleInfo(
-        name=spec.name,
+        name=entry.name,
         display_name=spec.display_name,
         architecture=spec.architecture,
         format=spec.format,
-        file=loaded.path.name,
-        parameters=loaded.parameters,
-        upsample=spec.upsample,
+        formats=entry.formats,
+        file=entry.file.path.name,
+        layout=spec.layout,
+        upsample=spec.upsample if spec.format == "torch" else None,
         size_multiple=spec.size_multiple,
         preprocess=spec.preprocess,
         recommended_max_side=spec.recommended_max_side,
+        max_batch=spec.max_batch,
+        parameters=loaded.parameters if loaded else None,
+        weights_bytes=entry.file.path.stat().st_size if entry.file.path.exists() else 0,
+        memory_bytes=loaded.memory_bytes if loaded else None,
+        loaded=loaded is not None,
+        available=entry.error is None,
+        reason=entry.error,
         license=spec.license,
+        source=spec.source,
+        url=spec.url,
+        sha256=spec.sha256,
         default=default,
     )
 

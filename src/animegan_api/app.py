@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,7 +24,7 @@ from . import __version__, api
 from .config import Settings
 from .engine import InferenceEngine
 from .middleware import UploadLimitMiddleware
-from .styles import StyleRegistry, load_registry
+from .styles import StyleRegistry, build_registry
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.ready = False
     app.state.registry = StyleRegistry()
+    app.state.reload_styles = lambda: reload_styles(app)
     app.state.limiter = _limiter(settings)
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     if settings.cors_origins:
@@ -83,24 +85,68 @@ def _limiter(settings: Settings) -> Limiter:
     return Limiter(key_func=get_remote_address, enabled=settings.rate_limit_enabled)
 
 
+def _build_registry(settings: Settings) -> StyleRegistry:
+    return build_registry(
+        settings.weights_dir,
+        backend=settings.backend,
+        default_style=settings.default_style,
+        threads=settings.threads,
+        warmup_side=settings.warmup_side,
+        lazy=settings.load_mode == "lazy",
+        max_loaded=settings.max_loaded_models,
+    )
+
+
+async def reload_styles(app: FastAPI) -> StyleRegistry:
+    """Rescan the weights folder and swap the registry in one assignment.
+
+    Requests already running keep the model they resolved; new ones see the
+    new registry. Overlapping reloads queue behind one another.
+    """
+    async with app.state.reload_lock:
+        registry = await asyncio.to_thread(_build_registry, app.state.settings)
+        app.state.registry = registry
+        app.state.ready = registry.ready
+    log.info("styles reloaded: %s", registry.names)
+    return registry
+
+
+def _on_sighup(app: FastAPI) -> None:
+    task = asyncio.ensure_future(reload_styles(app))
+    task.add_done_callback(lambda t: t.cancelled() or not t.exception() or log.error("reload failed: %s", t.exception()))
+    app.state.background.add(task)
+    task.add_done_callback(app.state.background.discard)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     configure_torch(settings.threads, settings.interop_threads)
-    registry = await asyncio.to_thread(
-        load_registry, settings.weights_dir, settings.default_style, settings.warmup_side
-    )
-    if not registry.styles:
+    registry = await asyncio.to_thread(_build_registry, settings)
+    if not registry.ready:
         log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
     engine = InferenceEngine(settings.workers, settings.max_queue, settings.request_timeout_s)
     app.state.registry, app.state.engine = registry, engine
-    app.state.ready = bool(registry.styles)
+    app.state.reload_lock, app.state.background = asyncio.Lock(), set()
+    app.state.ready = registry.ready
+    hangup = _watch_sighup(app)
     log.info(
-        "ready: styles=%s workers=%d threads=%d max_queue=%d",
-        registry.names, settings.workers, settings.threads, settings.max_queue,
+        "ready: styles=%s workers=%d threads=%d max_queue=%d backend=%s",
+        registry.names, settings.workers, settings.threads, settings.max_queue, settings.backend,
     )
     try:
         yield
     finally:
         app.state.ready = False
+        if hangup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         engine.shutdown()
+
+
+def _watch_sighup(app: FastAPI) -> bool:
+    """SIGHUP rescans the weights folder, where the platform lets this loop own the signal."""
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _on_sighup, app)
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+        return False
+    return True

@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue", type=int, help="requests allowed to wait beyond W")
     serve.add_argument("--request-timeout-s", type=float, help="deadline for queue wait plus inference")
     serve.add_argument("--default-style")
+    serve.add_argument("--backend", choices=["torch", "onnxruntime"], help="which file runs a style found in both formats")
+    serve.add_argument("--load-mode", choices=["eager", "lazy"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(command=_serve)
 
@@ -65,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--quality", type=int, default=90)
     convert.add_argument("--overwrite", action="store_true", help="replace existing output files")
     convert.add_argument("--weights-dir", type=Path)
+    convert.add_argument("--backend", choices=["torch", "onnxruntime"])
+    convert.add_argument("--threads", type=int)
     convert.set_defaults(command=_convert)
 
     weights = sub.add_parser("weights", help="manage model files")
@@ -86,7 +90,7 @@ def _settings(args: argparse.Namespace, *names: str) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(
         args, "host", "port", "weights_dir", "workers", "threads", "max_queue",
-        "request_timeout_s", "default_style", "log_level",
+        "request_timeout_s", "default_style", "backend", "load_mode", "log_level",
     )
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, str(settings.threads))
@@ -126,8 +130,9 @@ def _styles(args: argparse.Namespace) -> int:
             print(f"no models in {folder.resolve()}; run 'animegan-api weights pull'", file=sys.stderr)
         for m in found:
             spec = m.spec
-            print(f"{spec.name:24} {m.path.name:28} {spec.architecture}/{spec.format} upsample={spec.upsample} "
-                  f"multiple={spec.size_multiple} preprocess={spec.preprocess}")
+            details = f"upsample={spec.upsample}" if spec.format == "torch" else f"layout={spec.layout or 'from graph'}"
+            print(f"{spec.name:24} {m.path.name:28} {spec.format:6} {details} "
+                  f"multiple={spec.size_multiple or 'probed'} preprocess={spec.preprocess}")
         for p in problems:
             print(f"{'(unusable)':24} {p.path.name:28} {p.reason}")
     return 1 if problems else 0
@@ -137,25 +142,28 @@ def _convert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import imaging
-    from .styles import load_style
-    from .weights import WeightsError, discover
+    from .styles import build_registry
+    from .weights import WeightsError
 
-    settings = _settings(args, "weights_dir")
-    found, _ = discover(settings.weights_dir)
-    chosen = [m for m in found if args.style in (None, m.spec.name)][:1]
-    if not chosen:
-        names = ", ".join(m.spec.name for m in found) or "none"
+    settings = _settings(args, "weights_dir", "backend", "threads")
+    registry = build_registry(settings.weights_dir, backend=settings.backend, threads=settings.threads, lazy=True)
+    entry = registry.lookup(args.style)
+    if entry is None:
+        names = ", ".join(registry.entries) or "none"
         print(f"animegan-api: style {args.style or '(default)'} not found in {settings.weights_dir}; available: {names}", file=sys.stderr)
         return 2
     max_side = args.max_side or settings.default_max_side
     if not 16 <= max_side <= settings.max_side_limit or not 1 <= args.quality <= 100:
         print(f"animegan-api: --max-side must be 16..{settings.max_side_limit} and --quality 1..100", file=sys.stderr)
         return 2
+    registry.warmup_side = 64
     try:
-        style = load_style(chosen[0], warmup_side=64)
+        registry.load(entry)
     except WeightsError as exc:
         print(f"animegan-api: {exc}", file=sys.stderr)
         return 2
+    style = entry.loaded
+    assert style is not None
     files = list(_expand(args.inputs))
     args.output.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
@@ -168,7 +176,7 @@ def _convert(args: argparse.Namespace) -> int:
         try:
             prepared = imaging.prepare(
                 path.read_bytes(), max_pixels=settings.max_pixels, max_side=max_side,
-                multiple=style.spec.size_multiple, face_crop=style.spec.preprocess == "face",
+                multiple=style.size_multiple, face_crop=style.spec.preprocess == "face",
             )
             output = style.predictor(imaging.to_batch(prepared.rgb))
             target.write_bytes(imaging.render(output, prepared, args.keep_size, args.format, args.quality))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -20,8 +20,17 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ANIMEGAN_", extra="ignore")
 
-    weights_dir: Path = Field(Path("weights"), description="Folder scanned for *.pt models and sidecars.")
+    weights_dir: Path = Field(Path("weights"), description="Folder scanned for *.pt / *.onnx models and sidecars.")
     default_style: str | None = Field(None, description="Style used when a request names none.")
+    backend: Literal["torch", "onnxruntime"] = Field(
+        "torch", description="Which file runs a style that exists in both formats; single-format styles run as they are."
+    )
+    load_mode: Literal["eager", "lazy"] = Field("eager", description="Load every model at startup, or on first use.")
+    max_loaded_models: int | None = Field(None, ge=1, description="LRU bound on models kept loaded (none: no bound).")
+    compare_max_styles: int = Field(4, ge=1, le=16, description="Most styles one /v1/compare request may ask for.")
+    admin_key: SecretStr | None = Field(
+        None, description="Key for /v1/admin/*; without it those routes only answer loopback clients."
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

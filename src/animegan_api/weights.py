@@ -1,7 +1,7 @@
 """Finding, describing, verifying and loading generator checkpoints.
 
-A weights folder holds ``*.pt`` state dicts, each optionally described by a
-sidecar ``<file>.json``. Everything that can go wrong with a file on disk is
+A weights folder holds ``*.pt`` state dicts and ``*.onnx`` graphs, each
+optionally described by a sidecar ``<file>.json``. Everything that can go wrong with a file on disk is
 reported as :class:`WeightsError` naming the file and the reason, so an
 operator never has to read a traceback from inside torch.
 """
@@ -11,20 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .model import Generator
 
-MODEL_SUFFIXES = (".pt",)
+FORMAT_BY_SUFFIX = {".pt": "torch", ".onnx": "onnx"}
+MODEL_SUFFIXES = tuple(FORMAT_BY_SUFFIX)
 
 
 class WeightsError(Exception):
@@ -44,11 +46,11 @@ class StyleSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     file: str
     display_name: str | None = None
-    architecture: Literal["animeganv2"] = "animeganv2"
-    format: Literal["torch"] = "torch"
-    layout: Literal["NCHW"] = "NCHW"
+    format: Literal["torch", "onnx"] = "torch"
+    architecture: Literal["animeganv2", "animeganv3"] | None = None
+    layout: Literal["NCHW", "NHWC"] | None = None
     upsample: Literal["align_corners", "tf_legacy"] = "align_corners"
-    size_multiple: int = Field(4, ge=1, le=256)
+    size_multiple: int | None = Field(None, ge=1, le=256)
     preprocess: Literal["full", "face"] = "full"
     recommended_max_side: int | None = Field(None, ge=16)
     max_batch: int | None = Field(None, ge=1)
@@ -71,10 +73,15 @@ def sidecar_path(model_path: Path) -> Path:
 
 
 def read_spec(model_path: Path) -> StyleSpec:
-    """The sidecar's description, or defaults inferred from the file name."""
+    """The sidecar's description, or defaults inferred from the file name.
+
+    Fields left unset (layout, architecture, size multiple of an ONNX file) are
+    filled in from the model itself when it loads.
+    """
     sidecar = sidecar_path(model_path)
+    file_format = FORMAT_BY_SUFFIX.get(model_path.suffix, "torch")
     if not sidecar.exists():
-        return StyleSpec(name=_style_name(model_path.stem), file=model_path.name)
+        return StyleSpec(name=_style_name(model_path.stem), file=model_path.name, format=file_format)
     try:
         raw = json.loads(sidecar.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -82,11 +89,27 @@ def read_spec(model_path: Path) -> StyleSpec:
     if not isinstance(raw, dict):
         raise WeightsError(sidecar, "sidecar must be a JSON object")
     raw.setdefault("name", _style_name(model_path.stem))
+    raw.setdefault("format", file_format)
     raw["file"] = model_path.name
     try:
-        return StyleSpec.model_validate(raw)
+        spec = StyleSpec.model_validate(raw)
     except ValidationError as exc:
         raise WeightsError(sidecar, _describe_validation(exc)) from exc
+    if spec.format != file_format:
+        raise WeightsError(sidecar, f"field 'format': {spec.format!r} does not match the {model_path.suffix} file")
+    if spec.format == "torch" and spec.layout not in (None, "NCHW"):
+        raise WeightsError(sidecar, f"field 'layout': PyTorch AnimeGANv2 files are NCHW, not {spec.layout}")
+    if spec.format == "torch" and spec.architecture not in (None, "animeganv2"):
+        raise WeightsError(sidecar, f"field 'architecture': PyTorch files are animeganv2, not {spec.architecture}")
+    return spec
+
+
+def verify_checksum(path: Path, spec: StyleSpec) -> None:
+    """A sidecar that pins a SHA-256 must match the file beside it."""
+    if spec.sha256 and (actual := sha256_of(path)) != spec.sha256:
+        raise WeightsError(
+            sidecar_path(path), f"field 'sha256': {spec.sha256} does not match {path.name} (its sha256 is {actual})"
+        )
 
 
 def discover(folder: Path) -> tuple[list[ModelFile], list[WeightsError]]:
@@ -114,6 +137,69 @@ def load_generator(path: Path, spec: StyleSpec) -> Generator:
     return generator.eval()
 
 
+@dataclass(frozen=True)
+class OnnxSignature:
+    """What an ONNX generator's graph says about how to call it."""
+
+    input_name: str
+    output_name: str
+    layout: Literal["NCHW", "NHWC"]
+    fixed_batch: int | None
+    fixed_size: tuple[int, int] | None
+
+
+def open_onnx(path: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session with fixed thread counts (threads do not spin between calls)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not path.is_file():
+        raise WeightsError(path, "file not found")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for bad graphs
+        raise WeightsError(path, f"not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+def onnx_signature(path: Path, session: Any, spec: StyleSpec) -> OnnxSignature:
+    """Read layout and fixed dimensions from the graph; a sidecar that disagrees is an error."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4:
+        raise WeightsError(path, "expected one 4-D image input and one output")
+    shape = inputs[0].shape
+    layouts = {"NCHW": shape[1] == 3, "NHWC": shape[3] == 3}
+    found = [name for name, matches in layouts.items() if matches]
+    if len(found) != 1:
+        if spec.layout is None:
+            raise WeightsError(path, f"cannot tell NCHW from NHWC from input shape {shape}; set 'layout' in a sidecar")
+        found = [spec.layout]
+    layout = found[0]
+    if spec.layout is not None and spec.layout != layout:
+        raise WeightsError(
+            sidecar_path(path), f"field 'layout': sidecar says {spec.layout} but the graph input {shape} is {layout}"
+        )
+    spatial = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+    return OnnxSignature(
+        input_name=inputs[0].name,
+        output_name=outputs[0].name,
+        layout=layout,  # type: ignore[arg-type]
+        fixed_batch=shape[0] if isinstance(shape[0], int) else None,
+        fixed_size=spatial if all(isinstance(d, int) for d in spatial) else None,  # type: ignore[arg-type]
+    )
+
+
+def verify_loadable(path: Path, spec: StyleSpec) -> None:
+    """Prove a file is a usable model of its declared format."""
+    if spec.format == "onnx":
+        onnx_signature(path, open_onnx(path, threads=1), spec)
+    else:
+        load_generator(path, spec)
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -127,6 +213,8 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(path, "file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's own text suggests the unsafe weights_only=False
+        raise WeightsError(path, "not a readable PyTorch checkpoint (not a plain state dict: safe loading refused it)") from exc
     except Exception as exc:  # torch raises many unrelated types for a bad file
         raise WeightsError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -221,7 +309,7 @@ def _download_verified(spec: StyleSpec, target: Path, timeout_s: float) -> str:
         digest = sha256_of(tmp)
         if spec.sha256 and digest != spec.sha256:
             raise PullError(f"{spec.name}: checksum mismatch (expected {spec.sha256}, got {digest})")
-        load_generator(tmp, spec)
+        verify_loadable(tmp, spec)
         os.replace(tmp, target)
         return digest
     except (urllib.error.URLError, OSError, TimeoutError) as exc:

@@ -1,0 +1,70 @@
+"""The JSON bodies of the HTTP API, with the examples shown in /docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["unsupported_image"])
+    message: str = Field(examples=["not a supported picture; accepted formats: JPEG, PNG, WebP, BMP, TIFF, GIF"])
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response except 422 validation errors."""
+
+    error: ErrorDetail
+
+
+class StyleInfo(BaseModel):
+    name: str = Field(examples=["animeganv2_hayao"])
+    display_name: str | None = Field(examples=["Hayao (AnimeGANv2)"])
+    architecture: str | None = Field(examples=["animeganv2"], description="Known once loaded if no sidecar says it.")
+    format: str = Field(examples=["torch"], description="Format of the file that runs this style.")
+    formats: list[str] = Field(examples=[["onnx", "torch"]], description="Every format this style exists in.")
+    file: str = Field(examples=["animeganv2_hayao.pt"])
+    layout: str | None = Field(examples=["NCHW"])
+    upsample: str | None = Field(examples=["tf_legacy"], description="AnimeGANv2 PyTorch files only.")
+    size_multiple: int | None = Field(examples=[4])
+    preprocess: str = Field(examples=["full"])
+    recommended_max_side: int | None = Field(examples=[1024])
+    max_batch: int | None = Field(examples=[None])
+    parameters: int | None = Field(examples=[2143552], description="PyTorch files only.")
+    weights_bytes: int = Field(examples=[8603303])
+    memory_bytes: int | None = Field(examples=[41943040], description="Resident memory the load added; null until loaded.")
+    loaded: bool
+    available: bool
+    reason: str | None = Field(examples=[None], description="Why the style is unavailable.")
+    license: str | None = Field(examples=["non-commercial use only"])
+    source: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    default: bool
+
+
+class UnavailableFile(BaseModel):
+    name: str
+    file: str
+    reason: str
+
+
+class StylesResponse(BaseModel):
+    styles: list[StyleInfo]
+    unavailable: list[UnavailableFile] = Field(description="Files that could not be described or loaded.")
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class ReadyResponse(BaseModel):
+    status: str = Field(examples=["ready"])
+    styles: list[str]
+    in_flight: int
+    queued: int
+
+
+def error_doc(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
