@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
 from animegan_api.app import create_app
 from animegan_api.config import Settings
@@ -20,8 +21,9 @@ def test_creating_the_app_loads_nothing(settings_for: Callable[..., Settings]) -
 
 
 async def test_lifespan_loads_warms_and_tears_down(settings_for: Callable[..., Settings]) -> None:
-    app = create_app(settings_for(threads=1, workers=2))
+    app = create_app(settings_for(threads=1, workers=2, max_pixels=12_345_678))
     async with app.router.lifespan_context(app):
+        assert Image.MAX_IMAGE_PIXELS == 12_345_678  # Pillow's bomb guard follows the setting
         assert app.state.ready is True
         assert app.state.registry.names == ["random"]
         loaded = app.state.registry.entries["random"].loaded

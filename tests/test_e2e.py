@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,51 +13,17 @@ import pytest
 from PIL import Image
 
 from conftest import save_random_generator
+from live import Server, multipart_post
 
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, weights: Path, log: Path, **env: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        environment = {**os.environ, "ANIMEGAN_WEIGHTS_DIR": str(weights), "ANIMEGAN_WARMUP_SIDE": "64", **env}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "animegan_api", "serve", "--port", str(self.port), "--workers", "1", "--max-queue", "2"],
-            env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("server did not become ready:\n" + self.log.read_text())
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
-
-
 @pytest.fixture(scope="module")
 def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(shared / "models", tmp_path_factory.mktemp("e2e") / "server.log")
+    log = tmp_path_factory.mktemp("e2e") / "server.log"
+    running = Server(shared / "models", log, "--workers", "1", "--max-queue", "2")
     yield running
-    if running.process.poll() is None:
-        running.stop()
+    running.stop()
 
 
 @pytest.mark.real_weights
@@ -76,27 +38,12 @@ def test_real_photo_over_real_http(server: Server, shared: Path) -> None:
     assert all(s["loaded"] and s["available"] for s in styles)
 
 
-def _raw_post(port: int, data: bytes) -> socket.socket:
-    boundary = "e2eboundary"
-    body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.jpg\"\r\n"
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    head = (
-        f"POST /v1/transform HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(head + body)
-    return sock
-
-
 @pytest.mark.real_weights
 def test_client_that_leaves_the_queue_never_reaches_the_model(server: Server, shared: Path) -> None:
     photo = (shared / "photos" / "street_01.jpg").read_bytes()
-    busy = _raw_post(server.port, photo)  # takes the only worker for a couple of seconds
+    busy = multipart_post(server.port, photo)  # takes the only worker for a couple of seconds
     time.sleep(0.3)
-    leaver = _raw_post(server.port, photo)
+    leaver = multipart_post(server.port, photo)
     time.sleep(0.3)
     queued = httpx.get(f"{server.url}/readyz").json()
     assert queued["in_flight"] == 1 and queued["queued"] == 1

@@ -206,3 +206,54 @@ def test_encode_produces_the_asked_format(fmt: imaging.OutputFormat, magic: byte
     assert data.startswith(magic)
     decoded = Image.open(io.BytesIO(data))
     assert decoded.mode == ("RGB" if fmt == "jpeg" else "RGBA")
+
+
+# Property tests: any valid picture round-trips with the promised size and mode.
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_MODES_BY_FORMAT = {
+    "PNG": ["RGB", "RGBA", "L", "LA", "P", "I;16"],
+    "JPEG": ["RGB", "L", "CMYK"],
+    "WEBP": ["RGB", "RGBA"],
+    "BMP": ["RGB", "L", "P"],
+    "TIFF": ["RGB", "RGBA", "L", "CMYK"],
+    "GIF": ["P", "L"],
+}
+_HAS_ALPHA = {"RGBA", "LA"}
+
+
+@st.composite
+def pictures(draw: st.DrawFn) -> tuple[bytes, tuple[int, int], bool]:
+    fmt = draw(st.sampled_from(sorted(_MODES_BY_FORMAT)))
+    mode = draw(st.sampled_from(_MODES_BY_FORMAT[fmt]))
+    size = (draw(st.integers(1, 300)), draw(st.integers(1, 300)))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, size[::-1], dtype=np.uint16))
+    else:
+        image = Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)).convert(mode)
+    if mode in _HAS_ALPHA:  # real transparency: a fully opaque alpha may legitimately be dropped by encoders
+        image.putalpha(Image.fromarray(rng.integers(0, 255, size[::-1], dtype=np.uint8)))
+    return _save(image, fmt), size, mode in _HAS_ALPHA
+
+
+@given(picture=pictures(), max_side=st.integers(16, 400), multiple=st.sampled_from([1, 4, 8, 16]),
+       fmt=st.sampled_from(["png", "jpeg", "webp"]), keep_size=st.booleans())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_picture_round_trips_with_the_promised_size_and_mode(
+    picture: tuple[bytes, tuple[int, int], bool], max_side: int, multiple: int, fmt: imaging.OutputFormat, keep_size: bool
+) -> None:
+    data, size, has_alpha = picture
+    prepared = imaging.prepare(data, max_pixels=10**6, max_side=max_side, multiple=multiple)
+    assert prepared.rgb.mode == "RGB"
+    assert prepared.rgb.size == imaging.plan_size(*size, max_side, multiple)
+    assert all(side % multiple == 0 for side in prepared.rgb.size)
+    assert (prepared.alpha is not None) == has_alpha
+    batch = imaging.to_batch(prepared.rgb)
+    assert batch.shape == (1, 3, prepared.rgb.size[1], prepared.rgb.size[0])
+    encoded = imaging.render(batch, prepared, keep_size, fmt, 80)
+    result = Image.open(io.BytesIO(encoded))
+    assert result.size == (size if keep_size else prepared.rgb.size)
+    assert result.mode == ("RGBA" if has_alpha and fmt != "jpeg" else "RGB")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import math
 import time
 from typing import Annotated, Any
 
@@ -18,13 +17,11 @@ import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from slowapi import Limiter
-from slowapi.errors import RateLimitExceeded
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import imaging
 from .engine import ClientGone, DeadlineExceeded, Overloaded, Ticket
+from .middleware import client_address
 from .schemas import HealthResponse, ReadyResponse, StyleInfo, StylesResponse, UnavailableFile, error_doc
 from .styles import LoadedStyle, StyleEntry, StyleRegistry
 from .weights import WeightsError
@@ -74,16 +71,17 @@ async def transform(
     registry = _ready_registry(state)
     entry = _resolve(registry, style)
     side = _check_max_side(max_side, state.settings)
+    await _check_single_image(request)
     _check_upload_size(image, state.settings)
     with _admitted(state) as ticket:
         started = time.perf_counter()
         loaded = await _acquire(registry, entry)
         data = await image.read()
-        prepared, batch = await run_in_threadpool(_prepare, data, side, state.settings.max_pixels, loaded)
+        prepared, batch = await state.engine.run_image_work(_prepare, data, side, state.settings.max_pixels, loaded)
         decoded = time.perf_counter()
         output = await _infer(state, ticket, loaded, batch, request)
         encode_started = time.perf_counter()
-        body = await run_in_threadpool(imaging.render, output, prepared, keep_size, format, quality)
+        body = await state.engine.run_image_work(imaging.render, output, prepared, keep_size, format, quality)
         timing = {
             "decode": decoded - started,
             "queue": ticket.queue_s,
@@ -106,17 +104,18 @@ async def compare(
     registry = _ready_registry(state)
     entries = _resolve_many(registry, styles, state.settings.compare_max_styles)
     side = _check_max_side(max_side, state.settings)
+    await _check_single_image(request)
     _check_upload_size(image, state.settings)
     with _admitted(state) as ticket:
         data = await image.read()
-        original = await run_in_threadpool(_prepare, data, side, state.settings.max_pixels, None)
+        original = await state.engine.run_image_work(_prepare, data, side, state.settings.max_pixels, None)
         tiles: list[tuple[str, Any]] = [("original", original[0].rgb)]
         for entry in entries:
             loaded = await _acquire(registry, entry)
-            prepared, batch = await run_in_threadpool(_prepare, data, side, state.settings.max_pixels, loaded)
+            prepared, batch = await state.engine.run_image_work(_prepare, data, side, state.settings.max_pixels, loaded)
             output = await _infer(state, ticket, loaded, batch, request)
             tiles.append((loaded.spec.display_name or loaded.spec.name, imaging.from_output(output[0])))
-        body = await run_in_threadpool(_render_sheet, tiles, original[0].rgb.size, format, quality)
+        body = await state.engine.run_image_work(_render_sheet, tiles, original[0].rgb.size, format, quality)
     headers = {"X-Styles": ",".join(e.name for e in entries)}
     return Response(body, media_type=imaging.MEDIA_TYPES[format], headers=headers)
 
@@ -142,6 +141,8 @@ async def healthz() -> HealthResponse:
 
 async def readyz(request: Request) -> ReadyResponse:
     state = request.app.state
+    if state.draining:
+        raise ApiError(503, "shutting_down", "draining before shutdown", {"Retry-After": "1"})
     if not getattr(state, "ready", False):
         raise ApiError(503, "not_ready", "no model is loaded and warmed", {"Retry-After": "5"})
     return ReadyResponse(
@@ -149,16 +150,15 @@ async def readyz(request: Request) -> ReadyResponse:
     )
 
 
-def install(app: FastAPI, limiter: Limiter, rate_limit: str) -> None:
+def install(app: FastAPI) -> None:
     """Attach the routes and the handlers that give every error the same shape.
 
-    Routes are registered here rather than with decorators because the rate
-    limit comes from settings; slowapi's decorator is applied per app, and the
-    health probes are never limited.
+    API keys and rate limits are not checked here: ``GuardMiddleware`` decides
+    on them before the upload is read, which a route (whose form FastAPI parses
+    before calling it) cannot do.
     """
-    limited = limiter.limit(rate_limit)
     app.add_api_route(
-        "/v1/transform", limited(transform), methods=["POST"], tags=["inference"],
+        "/v1/transform", transform, methods=["POST"], tags=["inference"],
         summary="Turn a photo into an anime-style picture", response_class=Response,
         responses={
             200: {
@@ -170,7 +170,7 @@ def install(app: FastAPI, limiter: Limiter, rate_limit: str) -> None:
         },
     )
     app.add_api_route(
-        "/v1/compare", limited(compare), methods=["POST"], tags=["inference"],
+        "/v1/compare", compare, methods=["POST"], tags=["inference"],
         summary="Run one photo through several styles and get a captioned contact sheet", response_class=Response,
         responses={
             200: {"description": "The contact sheet: the original, then one tile per style. `X-Styles` lists them.", "content": PICTURE_CONTENT},
@@ -179,11 +179,11 @@ def install(app: FastAPI, limiter: Limiter, rate_limit: str) -> None:
         },
     )
     app.add_api_route(
-        "/v1/styles", limited(list_styles), methods=["GET"], tags=["styles"],
+        "/v1/styles", list_styles, methods=["GET"], tags=["styles"],
         summary="List the styles this service offers", response_model=StylesResponse, responses={429: IMAGE_ERRORS[429]},
     )
     app.add_api_route(
-        "/v1/admin/reload", limited(reload), methods=["POST"], tags=["admin"],
+        "/v1/admin/reload", reload, methods=["POST"], tags=["admin"],
         summary="Rescan the weights folder without dropping requests in flight (also on SIGHUP)",
         response_model=StylesResponse,
         responses={
@@ -203,11 +203,12 @@ def install(app: FastAPI, limiter: Limiter, rate_limit: str) -> None:
     )
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RateLimitExceeded, _rate_limited)
     app.add_exception_handler(Exception, _unexpected)
 
 
 def _ready_registry(state: Any) -> StyleRegistry:
+    if state.draining:
+        raise ApiError(503, "shutting_down", "the service is shutting down; retry on another instance", {"Retry-After": "1"})
     if not getattr(state, "ready", False):
         raise ApiError(503, "not_ready", "no model is loaded and warmed", {"Retry-After": "5"})
     return state.registry
@@ -244,6 +245,12 @@ def _check_max_side(max_side: int | None, settings: Any) -> int:
     if max_side > settings.max_side_limit:
         raise _validation_error("max_side", f"Input should be less than or equal to {settings.max_side_limit}", max_side)
     return max_side
+
+
+async def _check_single_image(request: Request) -> None:
+    """Two ``image`` parts would make the choice of picture arbitrary; refuse instead."""
+    if len((await request.form()).getlist("image")) > 1:
+        raise _validation_error("image", "Send exactly one image part", None)
 
 
 def _check_upload_size(image: UploadFile, settings: Any) -> None:
@@ -312,10 +319,13 @@ def _render_sheet(tiles: list[tuple[str, Any]], size: tuple[int, int], fmt: imag
 
 
 def _check_admin(request: Request) -> None:
-    """Admin routes need the admin key when one is set, and a loopback client when none is."""
-    key = request.app.state.settings.admin_key
+    """Admin routes need the admin key when one is set; without one, a loopback client and no API keys."""
+    settings = request.app.state.settings
+    key = settings.admin_key
     if key is None:
-        host = request.client.host if request.client else ""
+        if settings.api_keys or settings.api_keys_file:
+            raise ApiError(403, "forbidden", "with API keys on, admin routes need ANIMEGAN_ADMIN_KEY")
+        host = client_address(request.scope, request.headers, settings.trust_forwarded_for)
         if not _is_loopback(host):
             raise ApiError(403, "forbidden", "admin routes answer loopback clients only unless ANIMEGAN_ADMIN_KEY is set")
         return
@@ -380,24 +390,17 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return _json_error(exc.status, exc.code, exc.message, exc.headers)
 
 
-_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "upload_too_large"}
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "body_timeout", 413: "upload_too_large"}
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    message = "the upload is too large" if exc.status_code == 413 else str(exc.detail)
+    message = str(exc.detail)
     return _json_error(exc.status_code, code, message, dict(exc.headers or {}))
 
 
-async def _rate_limited(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RateLimitExceeded)
-    limit, keys = request.state.view_rate_limit
-    reset_at, _ = request.app.state.limiter.limiter.get_window_stats(limit, *keys)
-    retry_after = max(1, math.ceil(reset_at - time.time()))
-    return _json_error(429, "rate_limited", f"rate limit exceeded: {exc.detail}", {"Retry-After": str(retry_after)})
-
-
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return _json_error(500, "internal_error", "internal error")
+    request_id = getattr(request.state, "request_id", "-")
+    log.exception("unhandled error on %s %s (request id %s)", request.method, request.url.path, request_id)
+    return _json_error(500, "internal_error", f"internal error (request id {request_id})")

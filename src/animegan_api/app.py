@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
+from PIL import Image
 from fastapi.middleware.cors import CORSMiddleware
 from slowapi import Limiter
 from slowapi.util import get_remote_address
@@ -23,7 +24,7 @@ from slowapi.util import get_remote_address
 from . import __version__, api
 from .config import Settings
 from .engine import InferenceEngine
-from .middleware import UploadLimitMiddleware
+from .middleware import GuardMiddleware, ResponseHeadersMiddleware, UploadLimitMiddleware
 from .styles import StyleRegistry, build_registry
 
 log = logging.getLogger(__name__)
@@ -58,16 +59,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = StyleRegistry()
     app.state.reload_styles = lambda: reload_styles(app)
     app.state.limiter = _limiter(settings)
-    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.state.draining = False
+    # Added innermost first, so requests meet: headers > CORS > upload cap > guard (keys, rate, capacity) > routes.
+    app.add_middleware(
+        GuardMiddleware,
+        keys=settings.key_set(),
+        limiter=app.state.limiter,
+        rate_limit=settings.rate_limit,
+        trust_forwarded_for=settings.trust_forwarded_for,
+    )
+    app.add_middleware(
+        UploadLimitMiddleware,
+        max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        chunk_timeout_s=settings.body_timeout_s,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
-            expose_headers=["Server-Timing", "X-Style", "Retry-After"],
+            expose_headers=["Server-Timing", "X-Style", "X-Styles", "X-Request-ID", "Retry-After"],
         )
-    api.install(app, app.state.limiter, settings.rate_limit)
+    app.add_middleware(ResponseHeadersMiddleware)
+    api.install(app)
     return app
 
 
@@ -122,10 +137,11 @@ def _on_sighup(app: FastAPI) -> None:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     configure_torch(settings.threads, settings.interop_threads)
+    Image.MAX_IMAGE_PIXELS = settings.max_pixels  # Pillow's own bomb guard agrees with ours
     registry = await asyncio.to_thread(_build_registry, settings)
     if not registry.ready:
         log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
-    engine = InferenceEngine(settings.workers, settings.max_queue, settings.request_timeout_s)
+    engine = InferenceEngine(settings.workers, settings.max_queue, settings.request_timeout_s, settings.image_threads)
     app.state.registry, app.state.engine = registry, engine
     app.state.reload_lock, app.state.background = asyncio.Lock(), set()
     app.state.ready = registry.ready

@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, help="torch threads per forward (T)")
     serve.add_argument("--max-queue", type=int, help="requests allowed to wait beyond W")
     serve.add_argument("--request-timeout-s", type=float, help="deadline for queue wait plus inference")
+    serve.add_argument("--drain-timeout-s", type=float, help="on SIGTERM, how long admitted requests may finish")
     serve.add_argument("--default-style")
     serve.add_argument("--backend", choices=["torch", "onnxruntime"], help="which file runs a style found in both formats")
     serve.add_argument("--load-mode", choices=["eager", "lazy"])
@@ -90,26 +91,21 @@ def _settings(args: argparse.Namespace, *names: str) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(
         args, "host", "port", "weights_dir", "workers", "threads", "max_queue",
-        "request_timeout_s", "default_style", "backend", "load_mode", "log_level",
+        "request_timeout_s", "drain_timeout_s", "default_style", "backend", "load_mode", "log_level",
     )
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, str(settings.threads))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    import uvicorn
-
     from .app import create_app
+    from .server import serve
 
-    # uvicorn drains on SIGTERM, restores this handler, then re-raises the signal:
-    # exiting 0 here tells a supervisor the shutdown was the clean one it asked for.
+    # After a second signal uvicorn restores this handler and re-raises the signal:
+    # exiting 0 still tells a supervisor the shutdown was the one it asked for.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.request_timeout_s),
+    serve(
+        create_app(settings), settings.host, settings.port, settings.log_level,
+        settings.drain_timeout_s, settings.request_timeout_s,
     )
     return 0
 

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="Requests running inference at once (W).")
     threads: int = Field(2, ge=1, le=256, description="torch intra-op threads (T).")
     interop_threads: int = Field(1, ge=1, le=64)
+    image_threads: int = Field(2, ge=1, le=64, description="Threads that decode and encode pictures.")
     max_queue: int = Field(8, ge=0, le=10_000, description="Requests allowed to wait beyond W.")
     request_timeout_s: float = Field(30.0, gt=0, le=3600, description="Deadline for queue wait plus inference.")
     retry_after_s: int = Field(2, ge=1, le=3600, description="Retry-After sent with 503 refusals.")
@@ -48,8 +49,14 @@ class Settings(BaseSettings):
     max_side_limit: int = Field(2048, ge=16)
     warmup_side: int = Field(256, ge=16, le=4096, description="Size of the warm-up forward at startup.")
 
-    rate_limit: str = Field("60/minute", description="slowapi limit per client address.")
+    body_timeout_s: float = Field(15.0, gt=0, le=600, description="Longest wait for the next chunk of a request body (408).")
+    drain_timeout_s: float = Field(30.0, ge=0, le=3600, description="On SIGTERM, how long admitted requests may finish.")
+
+    rate_limit: str = Field("60/minute", description="Limit per API key, or per client address without keys.")
     rate_limit_enabled: bool = True
+    trust_forwarded_for: bool = Field(False, description="Take the client address from X-Forwarded-For (behind a proxy).")
+    api_keys: SecretStr | None = Field(None, description="Comma-separated keys; when set, /v1/* needs one.")
+    api_keys_file: Path | None = Field(None, description="File with one API key per line (added to api_keys).")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -77,3 +84,16 @@ class Settings(BaseSettings):
         if self.default_max_side > self.max_side_limit:
             raise ValueError("default_max_side must not exceed max_side_limit")
         return self
+
+    @model_validator(mode="after")
+    def _check_keys_file(self) -> Settings:
+        if self.api_keys_file is not None and not self.api_keys_file.is_file():
+            raise ValueError(f"api_keys_file {self.api_keys_file} is not a readable file")
+        return self
+
+    def key_set(self) -> frozenset[str]:
+        """Every configured API key, from the variable and the file; empty when auth is off."""
+        keys = self.api_keys.get_secret_value().split(",") if self.api_keys else []
+        if self.api_keys_file is not None:
+            keys += self.api_keys_file.read_text(encoding="utf-8").splitlines()
+        return frozenset(k.strip() for k in keys if k.strip())

@@ -55,7 +55,7 @@ class Ticket:
 class InferenceEngine:
     """Bounded, deadline-aware access to a pool of inference threads."""
 
-    def __init__(self, workers: int, max_queue: int, timeout_s: float) -> None:
+    def __init__(self, workers: int, max_queue: int, timeout_s: float, image_threads: int = 2) -> None:
         self.workers = workers
         self.max_queue = max_queue
         self.timeout_s = timeout_s
@@ -63,6 +63,10 @@ class InferenceEngine:
         self.running = 0
         self._slots = asyncio.Semaphore(workers)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="animegan-infer")
+        # Decode and encode get their own few threads: off the event loop, out of the model's
+        # threads, and few enough that a burst neither oversubscribes the cores nor fans out
+        # into dozens of malloc arenas holding large pictures.
+        self._images = ThreadPoolExecutor(max_workers=image_threads, thread_name_prefix="animegan-image")
 
     @property
     def waiting(self) -> int:
@@ -96,8 +100,13 @@ class InferenceEngine:
         ticket.inference_s = time.perf_counter() - started
         return future.result()
 
+    async def run_image_work(self, fn: Callable[..., T], *args: object) -> T:
+        """Decode, resize or encode on the image pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._images, fn, *args)
+
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._images.shutdown(wait=True, cancel_futures=True)
 
     def _release(self, future: asyncio.Future[object]) -> None:
         if not future.cancelled():

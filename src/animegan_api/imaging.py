@@ -142,6 +142,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"the picture has too many pixels ({_short(exc)})") from exc
     except UnidentifiedImageError as exc:
+        if _has_accepted_signature(data):
+            raise CorruptImage("the data starts like an accepted format but cannot be read") from exc
         raise UnsupportedImage(f"not a supported picture; accepted formats: {', '.join(_public_formats())}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         raise CorruptImage(f"the picture header is corrupt ({_short(exc)})") from exc
@@ -205,6 +207,14 @@ def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     if image.size == size:
         return image
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _has_accepted_signature(data: bytes) -> bool:
+    """Magic bytes of an accepted format: broken data behind them is corrupt (400), not unsupported (415)."""
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 def _public_formats() -> list[str]:

@@ -157,6 +157,7 @@ def open_onnx(path: Path, threads: int) -> Any:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 4  # failures reach us as exceptions; ORT's own log would repeat them
     if not path.is_file():
         raise WeightsError(path, "file not found")
     try:

@@ -1,0 +1,59 @@
+"""Running the app under uvicorn with a drain before shutdown.
+
+Plain uvicorn closes its listening socket on SIGTERM, so a load balancer
+sees refused connections instead of a failing readiness probe, and queued
+requests race the shutdown. Here the first SIGTERM (or SIGINT) only marks the
+app as draining: ``/readyz`` and new requests answer 503 at once, admitted
+requests finish, and uvicorn's own shutdown starts when none is left or the
+drain timeout passes. A second signal falls back to uvicorn's behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_timeout_s: float) -> None:
+        super().__init__(config)
+        self.app = app
+        self.drain_timeout_s = drain_timeout_s
+        self.drain_deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.drain_deadline is not None or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self.drain_deadline = time.monotonic() + self.drain_timeout_s
+        self.app.state.draining = True
+        log.info("signal %d: draining for up to %.0f s before shutdown", sig, self.drain_timeout_s)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_deadline is not None:
+            engine = getattr(self.app.state, "engine", None)
+            busy = engine.admitted if engine is not None else 0
+            if busy == 0 or time.monotonic() >= self.drain_deadline:
+                log.info("drained (%d request(s) still admitted); shutting down", busy)
+                return True
+        return await super().on_tick(counter)
+
+
+def serve(app: FastAPI, host: str, port: int, log_level: str, drain_timeout_s: float, request_timeout_s: float) -> None:
+    """Serve until a signal, drain, then shut down; returns normally (exit status 0)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        server_header=False,
+        proxy_headers=False,  # X-Forwarded-For is honoured only through the trust_forwarded_for setting
+        timeout_graceful_shutdown=max(1, int(request_timeout_s)),
+    )
+    DrainingServer(config, app, drain_timeout_s).run()

@@ -1,0 +1,109 @@
+"""A real ``animegan-api serve`` process on a free loopback port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, weights: Path, log: Path, *args: str, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        environment = {**os.environ, "ANIMEGAN_WEIGHTS_DIR": str(weights), "ANIMEGAN_WARMUP_SIDE": "64", **env}
+        command = [sys.executable, "-m", "animegan_api", "serve", "--port", str(self.port), *args]
+        self.process = subprocess.Popen(command, env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("server did not become ready:\n" + self.log.read_text())
+
+    def rss_bytes(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+def raw_request(port: int, head: bytes, body: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(head + body)
+    return sock
+
+
+def multipart_post(port: int, data: bytes, boundary: str = "liveboundary") -> socket.socket:
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.jpg\"\r\n"
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    head = (
+        f"POST /v1/transform HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return raw_request(port, head, body)
+
+
+def multipart_request(data: bytes, fields: dict[str, str] | None = None, boundary: str = "liveboundary") -> bytes:
+    """A complete ``POST /v1/transform`` with ``Connection: close``, built once and replayed."""
+    parts = [
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode()
+        for name, value in (fields or {}).items()
+    ]
+    parts.append(
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.jpg\"\r\n"
+        "Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n"
+    )
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    head = (
+        f"POST /v1/transform HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+async def timed_exchange(port: int, request: bytes) -> tuple[str, float, dict[str, str]]:
+    """Send one request on a fresh connection; (status or error name, seconds to the full reply, headers).
+
+    A bare socket client, so the figure is the server's time and not an HTTP
+    library's overhead on a machine whose cores the model already fills.
+    """
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        reply = await reader.read()
+        writer.close()
+    except OSError as exc:
+        return type(exc).__name__, time.perf_counter() - started, {}
+    elapsed = time.perf_counter() - started
+    head = reply.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:])}
+    return (head[0].split(" ")[1] if head and " " in head[0] else "empty"), elapsed, headers
