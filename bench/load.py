@@ -47,9 +47,13 @@ async def run_load(
     concurrency: int,
     requests: int,
     time_limit_s: float,
-    form: dict[str, str] | None = None,
+    form: dict[str, str] | list[dict[str, str]] | None = None,
 ) -> dict[str, object]:
-    """Send up to ``requests`` posts from ``concurrency`` clients; returns the summary."""
+    """Send up to ``requests`` posts from ``concurrency`` clients; returns the summary.
+
+    ``form`` may be a list of field sets, cycled request by request (mixed sizes, formats).
+    """
+    forms = form if isinstance(form, list) else [form or {}]
     loopback_only(url)
     counter = itertools.count()
     latencies: dict[int, list[float]] = {}
@@ -60,10 +64,11 @@ async def run_load(
     async def client_loop(client: httpx.AsyncClient) -> None:
         while (index := next(counter)) < requests and time.monotonic() < stop_at:
             photo = photos[index % len(photos)]
+            fields = forms[index % len(forms)]
             started = time.perf_counter()
             try:
                 response = await client.post(
-                    f"{url}/v1/transform", files={"image": ("photo.jpg", photo)}, data=form or {},
+                    f"{url}/v1/transform", files={"image": ("photo.jpg", photo)}, data=fields,
                     timeout=max(1.0, stop_at - time.monotonic() + 60),
                 )
                 key: str | int = response.status_code

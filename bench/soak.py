@@ -1,0 +1,158 @@
+"""Bounded soak test: steady mixed load on a real server while its memory is watched (loopback only).
+
+    python bench/soak.py --weights ../shared/models --duration 600
+
+Starts ``animegan-api serve`` on a free loopback port, keeps 2 x W clients
+posting real photos at mixed sizes and output formats for ``--duration``
+seconds, samples the server's resident memory every ``--sample-s`` seconds,
+and fails (exit 1) if memory trends up: the median of the soak's last quarter
+may exceed the median of its first quarter by at most ``--max-growth-mib``.
+Peaks are reported but not judged, since two large requests that happen to
+overlap raise the peak without any leak. A warm-up first sends every
+(photo, size, format) combination once. Stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load import DEFAULT_PHOTOS, load_photos, run_load  # noqa: E402
+
+MIXED_FORMS = [
+    {"max_side": "256", "format": "png"},
+    {"max_side": "512", "format": "jpeg"},
+    {"max_side": "384", "format": "webp"},
+    {"max_side": "128", "format": "png", "keep_size": "true"},
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def _start(weights: Path, workers: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, "ANIMEGAN_WEIGHTS_DIR": str(weights), "ANIMEGAN_RATE_LIMIT_ENABLED": "false"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "animegan_api", "serve", "--port", str(port), "--workers", str(workers),
+         "--max-queue", str(2 * workers), "--default-style", "animeganv2_hayao", "--log-level", "warning"],
+        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit(f"server did not start; see {log}")
+
+
+async def _sample(pid: int, every_s: float, until: float, samples: list[tuple[float, float]], started: float) -> None:
+    while time.monotonic() < until:
+        samples.append((round(time.monotonic() - started, 1), round(_rss_mib(pid), 1)))
+        await asyncio.sleep(every_s)
+
+
+def soak(
+    weights: Path,
+    *,
+    duration_s: float = 600,
+    workers: int = 1,
+    sample_s: float = 5.0,
+    max_growth_mib: float = 100.0,
+    photos_dir: Path = DEFAULT_PHOTOS,
+    photo_names: list[str] | None = None,
+    log: Path = Path("soak-server.log"),
+) -> dict[str, object]:
+    """Run the warm-up cycle, then the soak; the summary says whether memory stayed within the bound."""
+    photos = load_photos(photos_dir, photo_names)
+    cycle = math.lcm(len(photos), len(MIXED_FORMS))
+    process, url = _start(weights, workers, log)
+    samples: list[tuple[float, float]] = []
+    try:
+        async def phase(requests: int, seconds: float) -> dict[str, object]:
+            started = time.monotonic()
+            sampler = asyncio.create_task(_sample(process.pid, sample_s, started + seconds, samples, started))
+            load = await run_load(url, photos, 2 * workers, requests, seconds, MIXED_FORMS)
+            sampler.cancel()
+            samples.append((round(time.monotonic() - started, 1), round(_rss_mib(process.pid), 1)))
+            return load
+
+        warmup = asyncio.run(phase(cycle, 3600))
+        warm = [rss for _, rss in samples]
+        samples.clear()
+        load = asyncio.run(phase(10**9, duration_s))
+        healthy = httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        exit_code = process.wait(timeout=120)
+    after = [rss for _, rss in samples]
+    quarter = max(1, len(after) // 4)
+    first, last = statistics.median(after[:quarter]), statistics.median(after[-quarter:])
+    growth = last - first
+    return {
+        "duration_s": duration_s,
+        "warmup_requests": warmup["requests"],
+        "workers": workers,
+        "requests": load["requests"],
+        "statuses": load["statuses"],
+        "throughput_rps": load["throughput_rps"],
+        "rss_after_warmup_mib": warm[-1],
+        "rss_warm_peak_mib": max(warm),
+        "rss_soak_peak_mib": max(after),
+        "rss_first_quarter_median_mib": first,
+        "rss_last_quarter_median_mib": last,
+        "rss_end_mib": samples[-1][1],
+        "growth_mib": round(growth, 1),
+        "max_growth_mib": max_growth_mib,
+        "healthy_after": healthy,
+        "exit_code": exit_code,
+        "samples": samples,
+        "passed": growth <= max_growth_mib and healthy and exit_code == 0 and set(load["statuses"]) == {"200"},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_PHOTOS.parent / "models")
+    parser.add_argument("--duration", type=float, default=600.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--sample-s", type=float, default=5.0)
+    parser.add_argument("--max-growth-mib", type=float, default=100.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    summary = soak(args.weights, duration_s=args.duration, workers=args.workers,
+                   sample_s=args.sample_s, max_growth_mib=args.max_growth_mib)
+    for t, rss in summary["samples"]:  # type: ignore[union-attr]
+        print(f"{t:8.1f} s  {rss:8.1f} MiB")
+    print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0 if summary["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
