@@ -74,8 +74,8 @@ async def transform(
     await _check_single_image(request)
     _check_upload_size(image, state.settings)
     with _admitted(state) as ticket:
-        started = time.perf_counter()
         loaded = await _acquire(registry, entry)
+        started = time.perf_counter()
         data = await image.read()
         prepared, batch = await state.engine.run_image_work(_prepare, data, side, state.settings.max_pixels, loaded)
         decoded = time.perf_counter()
@@ -114,7 +114,8 @@ async def compare(
             loaded = await _acquire(registry, entry)
             prepared, batch = await state.engine.run_image_work(_prepare, data, side, state.settings.max_pixels, loaded)
             output = await _infer(state, ticket, loaded, batch, request)
-            tiles.append((loaded.spec.display_name or loaded.spec.name, imaging.from_output(output[0])))
+            tile = await state.engine.run_image_work(imaging.from_output, output[0])
+            tiles.append((loaded.spec.display_name or loaded.spec.name, tile))
         body = await state.engine.run_image_work(_render_sheet, tiles, original[0].rgb.size, format, quality)
     headers = {"X-Styles": ",".join(e.name for e in entries)}
     return Response(body, media_type=imaging.MEDIA_TYPES[format], headers=headers)
