@@ -81,3 +81,19 @@ def test_serve_rejects_a_bad_setting(monkeypatch: pytest.MonkeyPatch, capsys: py
     monkeypatch.setenv("ANIMEGAN_MAX_QUEUE", "-3")
     assert main(["serve"]) == 2
     assert "ANIMEGAN_MAX_QUEUE" in capsys.readouterr().err
+
+
+def test_convert_with_several_workers_and_name_collisions(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    inputs = tmp_path / "in"
+    (inputs / "b").mkdir(parents=True)
+    for i in range(6):
+        (inputs / f"p{i}.png").write_bytes(picture_bytes((40 + i, 30), "PNG"))
+    (inputs / "b" / "p0.jpg").write_bytes(picture_bytes((20, 20), "JPEG"))  # same stem as p0.png
+    out = tmp_path / "out"
+    code = main(["convert", str(inputs), "-o", str(out), "--weights-dir", str(weights_dir), "--workers", "3"])
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i}.png" for i in range(6)]
+    assert Image.open(out / "p0.png").size == (20, 20)  # b/p0.jpg comes first in sorted order and keeps it
+    err = capsys.readouterr().err
+    assert "converted 6, skipped 0 existing, failed 1" in err and "img/s" in err
+    assert "collision" in err and "p0.png would overwrite the output of" in err

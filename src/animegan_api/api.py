@@ -11,12 +11,14 @@ import hmac
 import ipaddress
 import logging
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import imaging
@@ -74,7 +76,7 @@ async def transform(
     await _check_single_image(request)
     _check_upload_size(image, state.settings)
     with _admitted(state) as ticket:
-        loaded = await _acquire(registry, entry)
+        loaded = await _acquire(request, registry, entry)
         started = time.perf_counter()
         data = await image.read()
         prepared, batch = await state.engine.run_image_work(_prepare, data, side, state.settings.max_pixels, loaded)
@@ -88,6 +90,7 @@ async def transform(
             "inference": ticket.inference_s,
             "encode": time.perf_counter() - encode_started,
         }
+    _note(request, in_size=list(prepared.original_size), out_size=list(prepared.rgb.size if not keep_size else prepared.original_size))
     headers = {"Server-Timing": _server_timing(timing), "X-Style": loaded.spec.name}
     return Response(body, media_type=imaging.MEDIA_TYPES[format], headers=headers)
 
@@ -111,7 +114,7 @@ async def compare(
         original = await state.engine.run_image_work(_prepare, data, side, state.settings.max_pixels, None)
         tiles: list[tuple[str, Any]] = [("original", original[0].rgb)]
         for entry in entries:
-            loaded = await _acquire(registry, entry)
+            loaded = await _acquire(request, registry, entry)
             prepared, batch = await state.engine.run_image_work(_prepare, data, side, state.settings.max_pixels, loaded)
             output = await _infer(state, ticket, loaded, batch, request)
             tile = await state.engine.run_image_work(imaging.from_output, output[0])
@@ -134,6 +137,18 @@ async def reload(request: Request) -> StylesResponse:
     _check_admin(request)
     await request.app.state.reload_styles()
     return await list_styles(request)
+
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+
+async def demo_page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+
+async def metrics(request: Request) -> Response:
+    body, content_type = request.app.state.metrics.render()
+    return Response(body, media_type=content_type)
 
 
 async def healthz() -> HealthResponse:
@@ -193,6 +208,12 @@ def install(app: FastAPI) -> None:
             429: IMAGE_ERRORS[429],
         },
     )
+    app.add_api_route("/", demo_page, methods=["GET"], include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_api_route(
+        "/metrics", metrics, methods=["GET"], tags=["health"], summary="Prometheus metrics", response_class=Response,
+        responses={200: {"description": "Prometheus text exposition format.", "content": {"text/plain": {}}}},
+    )
     app.add_api_route(
         "/healthz", healthz, methods=["GET"], tags=["health"], summary="Liveness: the process is up",
         response_model=HealthResponse,
@@ -233,11 +254,14 @@ def _resolve_many(registry: StyleRegistry, names: str | None, limit: int) -> lis
     return [_resolve(registry, name) for name in dict.fromkeys(wanted)]
 
 
-async def _acquire(registry: StyleRegistry, entry: StyleEntry) -> LoadedStyle:
+async def _acquire(request: Request, registry: StyleRegistry, entry: StyleEntry) -> LoadedStyle:
     try:
-        return await registry.acquire(entry)
+        loaded = await registry.acquire(entry)
     except WeightsError as exc:
         raise ApiError(503, "style_unavailable", f"style {entry.name!r} cannot be loaded: {exc}") from exc
+    request.app.state.metrics.model_load.labels(entry.name).set(loaded.load_s)
+    _note(request, style=entry.name)
+    return loaded
 
 
 def _check_max_side(max_side: int | None, settings: Any) -> int:
@@ -298,7 +322,7 @@ def _prepare(data: bytes, max_side: int, max_pixels: int, loaded: LoadedStyle | 
 
 async def _infer(state: Any, ticket: Ticket, loaded: LoadedStyle, batch: np.ndarray, request: Request) -> np.ndarray:
     try:
-        return await state.engine.run(ticket, loaded.predictor, batch, client_gone=_client_gone(request))
+        output = await state.engine.run(ticket, loaded.predictor, batch, client_gone=_client_gone(request))
     except DeadlineExceeded:
         raise ApiError(504, "deadline_exceeded", f"no result within {state.settings.request_timeout_s:g} s") from None
     except ClientGone:
@@ -307,6 +331,15 @@ async def _infer(state: Any, ticket: Ticket, loaded: LoadedStyle, batch: np.ndar
     except Exception as exc:
         log.exception("inference failed for style %s", loaded.spec.name)
         raise ApiError(500, "inference_failed", f"the model failed on this picture ({type(exc).__name__})") from exc
+    state.metrics.observe_inference(loaded.spec.name, ticket.queue_s, ticket.inference_s)
+    _note(request, queue_ms=round(ticket.queue_s * 1000, 1), inference_ms=round(ticket.inference_s * 1000, 1))
+    return output
+
+
+def _note(request: Request, **fields: object) -> None:
+    """Facts about this request for the access log and metrics (see metrics.ObservabilityMiddleware)."""
+    for name, value in fields.items():
+        setattr(request.state, name, value)
 
 
 async def _client_gone(request: Request) -> None:
@@ -388,6 +421,7 @@ def _json_error(status: int, code: str, message: str, headers: dict[str, str] | 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
+    _note(request, error_code=exc.code)
     return _json_error(exc.status, exc.code, exc.message, exc.headers)
 
 
@@ -397,11 +431,13 @@ _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    _note(request, error_code=code)
     message = str(exc.detail)
     return _json_error(exc.status_code, code, message, dict(exc.headers or {}))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     request_id = getattr(request.state, "request_id", "-")
+    _note(request, error_code="internal_error")
     log.exception("unhandled error on %s %s (request id %s)", request.method, request.url.path, request_id)
     return _json_error(500, "internal_error", f"internal error (request id {request_id})")

@@ -24,6 +24,7 @@ from slowapi.util import get_remote_address
 from . import __version__, api
 from .config import Settings
 from .engine import InferenceEngine
+from .metrics import Metrics, ObservabilityMiddleware
 from .middleware import GuardMiddleware, ResponseHeadersMiddleware, UploadLimitMiddleware
 from .styles import StyleRegistry, build_registry
 
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Server-Timing", "X-Style", "X-Styles", "X-Request-ID", "Retry-After"],
         )
     app.add_middleware(ResponseHeadersMiddleware)
+    app.state.metrics = Metrics()
+    app.add_middleware(ObservabilityMiddleware, metrics=app.state.metrics)
     api.install(app)
     return app
 
@@ -121,9 +124,16 @@ async def reload_styles(app: FastAPI) -> StyleRegistry:
     async with app.state.reload_lock:
         registry = await asyncio.to_thread(_build_registry, app.state.settings)
         app.state.registry = registry
+        _record_loads(app, registry)
         app.state.ready = registry.ready
     log.info("styles reloaded: %s", registry.names)
     return registry
+
+
+def _record_loads(app: FastAPI, registry: StyleRegistry) -> None:
+    for name, entry in registry.entries.items():
+        if entry.loaded:
+            app.state.metrics.model_load.labels(name).set(entry.loaded.load_s)
 
 
 def _on_sighup(app: FastAPI) -> None:
@@ -143,6 +153,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
     engine = InferenceEngine(settings.workers, settings.max_queue, settings.request_timeout_s, settings.image_threads)
     app.state.registry, app.state.engine = registry, engine
+    app.state.metrics.watch_engine(engine)
+    _record_loads(app, registry)
     app.state.reload_lock, app.state.background = asyncio.Lock(), set()
     app.state.ready = registry.ready
     hangup = _watch_sighup(app)

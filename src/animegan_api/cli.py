@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--backend", choices=["torch", "onnxruntime"], help="which file runs a style found in both formats")
     serve.add_argument("--load-mode", choices=["eager", "lazy"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["json", "text"])
     serve.set_defaults(command=_serve)
 
     styles = sub.add_parser("styles", help="list the models found in the weights folder")
@@ -69,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true", help="replace existing output files")
     convert.add_argument("--weights-dir", type=Path)
     convert.add_argument("--backend", choices=["torch", "onnxruntime"])
-    convert.add_argument("--threads", type=int)
+    convert.add_argument("--threads", type=int, help="torch/ORT threads per forward")
+    convert.add_argument("--workers", type=int, default=1, help="pictures converted at once")
     convert.set_defaults(command=_convert)
 
     weights = sub.add_parser("weights", help="manage model files")
@@ -91,13 +93,14 @@ def _settings(args: argparse.Namespace, *names: str) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(
         args, "host", "port", "weights_dir", "workers", "threads", "max_queue",
-        "request_timeout_s", "drain_timeout_s", "default_style", "backend", "load_mode", "log_level",
+        "request_timeout_s", "drain_timeout_s", "default_style", "backend", "load_mode", "log_level", "log_format",
     )
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, str(settings.threads))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
     from .app import create_app
+    from .logs import configure
+
+    configure(settings.log_level, settings.log_format)
     from .server import serve
 
     # After a second signal uvicorn restores this handler and re-raises the signal:
@@ -160,28 +163,53 @@ def _convert(args: argparse.Namespace) -> int:
         return 2
     style = entry.loaded
     assert style is not None
-    files = list(_expand(args.inputs))
-    args.output.mkdir(parents=True, exist_ok=True)
+    jobs, collisions = _plan_outputs(list(_expand(args.inputs)), args.output, OUTPUT_SUFFIXES[args.format])
     failures: list[str] = []
+    args.output.mkdir(parents=True, exist_ok=True)
     skipped = 0
-    for path in tqdm(files, unit="img", desc=style.spec.name, file=sys.stderr):
-        target = args.output / (path.stem + OUTPUT_SUFFIXES[args.format])
+
+    def convert_one(source: Path, target: Path) -> str | None:
         if target.exists() and not args.overwrite:
-            skipped += 1
-            continue
+            return "skipped"
         try:
             prepared = imaging.prepare(
-                path.read_bytes(), max_pixels=settings.max_pixels, max_side=max_side,
+                source.read_bytes(), max_pixels=settings.max_pixels, max_side=max_side,
                 multiple=style.size_multiple, face_crop=style.spec.preprocess == "face",
             )
             output = style.predictor(imaging.to_batch(prepared.rgb))
             target.write_bytes(imaging.render(output, prepared, args.keep_size, args.format, args.quality))
         except (imaging.ImageError, OSError) as exc:
-            failures.append(f"{path}: {exc}")
-    print(f"converted {len(files) - len(failures) - skipped}, skipped {skipped} existing, failed {len(failures)}", file=sys.stderr)
+            return f"{source}: {exc}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=args.workers) as pool, tqdm(total=len(jobs), unit="img", desc=style.spec.name, file=sys.stderr) as bar:
+        for outcome in (f.result() for f in as_completed([pool.submit(convert_one, *job) for job in jobs])):
+            bar.update()
+            if outcome == "skipped":
+                skipped += 1
+            elif outcome:
+                failures.append(outcome)
+    failures += collisions
+    print(f"converted {len(jobs) - skipped - len(failures) + len(collisions)}, skipped {skipped} existing, "
+          f"failed {len(failures)}", file=sys.stderr)
     for line in failures:
         print(f"  failed: {line}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _plan_outputs(files: list[Path], outdir: Path, suffix: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Pair each input with its output; inputs that would write the same output are failures, not races."""
+    jobs: list[tuple[Path, Path]] = []
+    claimed: dict[Path, Path] = {}
+    failures: list[str] = []
+    for source in files:
+        target = outdir / (source.stem + suffix)
+        if target in claimed:
+            failures.append(f"collision: {source} would overwrite the output of {claimed[target]} ({target.name})")
+            continue
+        claimed[target] = source
+        jobs.append((source, target))
+    return jobs, failures
 
 
 def _expand(inputs: Sequence[Path]) -> Iterator[Path]:

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = Field("text", description="json: one JSON object per line (containers).")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

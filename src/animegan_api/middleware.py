@@ -31,6 +31,12 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
+# The demo page runs only its own files; pictures are shown from blob: URLs it makes itself.
+_PAGE_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; "
+    b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+)
 
 
 class BodyTooLarge(HTTPException):
@@ -72,6 +78,7 @@ class UploadLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
+            scope.setdefault("state", {})["error_code"] = "upload_too_large"
             await send_json_error(send, 413, "upload_too_large", "the upload is too large", [(b"connection", b"close")])
             return
         received = 0
@@ -104,6 +111,7 @@ class UploadLimitMiddleware:
             if started:
                 raise
             code = "upload_too_large" if isinstance(exc, BodyTooLarge) else "body_timeout"
+            scope.setdefault("state", {})["error_code"] = code
             await send_json_error(send, exc.status_code, code, exc.detail, [(b"connection", b"close")])
 
 
@@ -139,19 +147,19 @@ class GuardMiddleware:
         if self.keys and not scope["path"].startswith("/v1/admin/"):  # admin routes check their own key
             presented = _presented_key(headers)
             if not presented:
-                await _refuse(receive, send, 401, "unauthorized", "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key'", [(b"www-authenticate", b"Bearer")])
+                await _refuse(scope, receive, send, 401, "unauthorized", "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key'", [(b"www-authenticate", b"Bearer")])
                 return
             if not self._known(presented):
-                await _refuse(receive, send, 403, "forbidden", "unknown API key")
+                await _refuse(scope, receive, send, 403, "forbidden", "unknown API key")
                 return
             identity = "key:" + hashlib.sha256(presented.encode()).hexdigest()[:16]
         if self.limiter.enabled and (retry_after := self._over_limit(identity)) is not None:
             await _refuse(
-                receive, send, 429, "rate_limited", f"rate limit exceeded ({self.limits[0]})", [(b"retry-after", str(retry_after).encode())]
+                scope, receive, send, 429, "rate_limited", f"rate limit exceeded ({self.limits[0]})", [(b"retry-after", str(retry_after).encode())]
             )
             return
         if scope["path"] in INFERENCE_PATHS and (refusal := _capacity_refusal(scope["app"].state)):
-            await _refuse(receive, send, 503, *refusal)
+            await _refuse(scope, receive, send, 503, *refusal)
             return
         await self.app(scope, receive, send)
 
@@ -181,20 +189,20 @@ class ResponseHeadersMiddleware:
         offered = Headers(scope=scope).get("x-request-id", "")
         request_id = offered if _REQUEST_ID.match(offered) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
-        docs = scope["path"].startswith(DOCS_PATHS)
+        extra = _csp_for(scope["path"])
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["x-request-id"] = request_id
-                for name, value in _SECURITY_HEADERS if docs else [*_SECURITY_HEADERS, _CSP]:
+                for name, value in [*_SECURITY_HEADERS, *extra]:
                     headers[name.decode()] = value.decode()
             await send(message)
 
         await self.app(scope, receive, with_headers)
 
 
-async def _refuse(receive: Receive, send: Send, status: int, code: str, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
     """Discard the rest of the upload, then answer.
 
     Closing a connection with unread bytes makes the kernel send a reset, which
@@ -203,6 +211,7 @@ async def _refuse(receive: Receive, send: Send, status: int, code: str, message:
     """
     while (message_in := await receive())["type"] == "http.request" and message_in.get("more_body", False):
         pass
+    scope.setdefault("state", {})["error_code"] = code
     await send_json_error(send, status, code, message, headers)
 
 
@@ -219,6 +228,15 @@ def _capacity_refusal(state: Any) -> tuple[str, str, list[tuple[bytes, bytes]]] 
         retry_after = str(state.settings.retry_after_s).encode()
         return "overloaded", "the service is at capacity; retry shortly", [(b"retry-after", retry_after)]
     return None
+
+
+def _csp_for(path: str) -> list[tuple[bytes, bytes]]:
+    """Swagger UI loads its own assets, so /docs gets none; the demo page gets one for itself."""
+    if path.startswith(DOCS_PATHS):
+        return []
+    if path == "/" or path.startswith("/static/"):
+        return [_PAGE_CSP]
+    return [_CSP]
 
 
 def client_address(scope: Scope, headers: Headers, trust_forwarded_for: bool) -> str:

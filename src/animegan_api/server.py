@@ -53,6 +53,8 @@ def serve(app: FastAPI, host: str, port: int, log_level: str, drain_timeout_s: f
         port=port,
         log_level=log_level,
         server_header=False,
+        log_config=None,  # logs.configure owns the handlers
+        access_log=False,  # metrics.ObservabilityMiddleware writes one richer line per request
         proxy_headers=False,  # X-Forwarded-For is honoured only through the trust_forwarded_for setting
         timeout_graceful_shutdown=max(1, int(request_timeout_s)),
     )
