@@ -8,11 +8,14 @@ COPY src ./src
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
+# OMP/MKL threads match ANIMEGAN_THREADS (T), so W x T never oversubscribes the container's cores:
+# change them together.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     ANIMEGAN_WEIGHTS_DIR=/weights \
     ANIMEGAN_HOST=0.0.0.0 \
+    ANIMEGAN_LOG_FORMAT=json \
     ANIMEGAN_WORKERS=1 \
     ANIMEGAN_THREADS=2 \
     OMP_NUM_THREADS=2 \
@@ -26,7 +29,7 @@ RUN pip install /wheels/*.whl && rm -rf /wheels \
 WORKDIR /app
 # Outside the /weights volume, so a mounted folder does not hide it; `weights pull` falls back to it.
 COPY weights/manifest.json /app/weights/manifest.json
-USER animegan
+USER 10001
 VOLUME ["/weights"]
 EXPOSE 8000
 STOPSIGNAL SIGTERM

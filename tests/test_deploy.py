@@ -1,0 +1,122 @@
+"""The container and cluster files: linted, validated, consistent, and the entrypoint run for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from live import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MANIFESTS = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))
+
+
+def _dockerfile() -> str:
+    return (REPO / "Dockerfile").read_text()
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """The final stage's ENV, as the image would set it."""
+    final_stage = _dockerfile().split("\nFROM ")[-1]
+    env: dict[str, str] = {}
+    for block in re.findall(r"^ENV (.+?)(?<!\\)$", final_stage, flags=re.M | re.S):
+        for pair in shlex.split(block.replace("\\\n", " ")):
+            key, _, value = pair.partition("=")
+            env[key] = value
+    return env
+
+
+def test_hadolint_passes() -> None:
+    result = subprocess.run([str(BIN / "hadolint"), str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_manifests_validate_strictly() -> None:
+    result = subprocess.run(
+        [str(BIN / "kubernetes-validate"), "--strict", "--kubernetes-version", "1.30.0", *map(str, MANIFESTS)],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {m.name for m in MANIFESTS} >= {"deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"}
+
+
+def test_manifests_agree_with_the_service() -> None:
+    deployment = yaml.safe_load((REPO / "deploy/kubernetes/deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    workers, threads = int(env["ANIMEGAN_WORKERS"]), int(env["ANIMEGAN_THREADS"])
+    assert env["OMP_NUM_THREADS"] == env["ANIMEGAN_THREADS"]
+    assert float(container["resources"]["requests"]["cpu"]) == float(container["resources"]["limits"]["cpu"]) == workers * threads
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    drain = float(env["ANIMEGAN_DRAIN_TIMEOUT_S"])
+    assert pod["terminationGracePeriodSeconds"] >= drain + container["lifecycle"]["preStop"]["sleep"]["seconds"] + 10
+    assert any(v["name"] == "weights" and v["readOnly"] for v in container["volumeMounts"])
+    hpa = yaml.safe_load((REPO / "deploy/kubernetes/hpa.yaml").read_text())
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert "animegan_queued_requests" in (REPO / "deploy/kubernetes/hpa.yaml").read_text()
+
+
+def test_dockerfile_and_compose_agree_with_the_service() -> None:
+    dockerfile = _dockerfile()
+    assert dockerfile.count("\nFROM ") + dockerfile.startswith("FROM ") >= 2  # multi-stage
+    assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile
+    assert re.search(r"^USER \d+$", dockerfile, re.M) and "STOPSIGNAL SIGTERM" in dockerfile
+    assert "/healthz" in dockerfile.split("HEALTHCHECK", 1)[1]
+    env = _dockerfile_env()
+    assert env["ANIMEGAN_WEIGHTS_DIR"] == "/weights" and env["OMP_NUM_THREADS"] == env["ANIMEGAN_THREADS"]
+    compose = yaml.safe_load((REPO / "docker/compose.yaml").read_text())
+    service = compose["services"]["animegan"]
+    assert any(v.endswith(":/weights:ro") for v in service["volumes"])
+    assert compose["services"]["prometheus"]["volumes"][0].startswith("./prometheus.yml")
+    scrape = yaml.safe_load((REPO / "docker/prometheus.yml").read_text())["scrape_configs"][0]
+    assert scrape["metrics_path"] == "/metrics" and scrape["static_configs"][0]["targets"] == ["animegan:8000"]
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".git", ".venv", "tests", "*.pt", "*.onnx"} <= set(ignored)
+
+
+@pytest.mark.e2e
+@pytest.mark.real_weights
+def test_the_image_entrypoint_runs_outside_docker(shared: Path, tmp_path: Path) -> None:
+    entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", _dockerfile(), re.M).group(1))
+    assert entrypoint == ["animegan-api", "serve", "--host", "0.0.0.0"]
+    port = free_port()
+    env = {**os.environ, **_dockerfile_env(), "ANIMEGAN_WEIGHTS_DIR": str(shared / "models"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    log = tmp_path / "server.log"
+    process = subprocess.Popen([*entrypoint, "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.3)
+        photo = (shared / "photos" / "face_02.jpg").read_bytes()
+        response = httpx.post(f"{url}/v1/transform", files={"image": ("f.jpg", photo)}, data={"max_side": "256"}, timeout=60)
+        assert response.status_code == 200
+        assert "animegan_inference_seconds_count" in httpx.get(f"{url}/metrics").text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]  # every line is JSON
+    access = [line for line in lines if line["logger"] == "animegan_api.access" and line["route"] == "/v1/transform"]
+    assert len(access) == 1 and access[0]["status"] == 200 and access[0]["style"] == "animeganv2_hayao"
+    assert not any(line["logger"] == "uvicorn.access" for line in lines)
