@@ -85,11 +85,12 @@ def soak(
     max_growth_mib: float = 100.0,
     photos_dir: Path = DEFAULT_PHOTOS,
     photo_names: list[str] | None = None,
-    log: Path = Path("soak-server.log"),
+    log: Path = Path(__file__).resolve().parent / "results" / "soak-server.log",
 ) -> dict[str, object]:
     """Run the warm-up cycle, then the soak; the summary says whether memory stayed within the bound."""
     photos = load_photos(photos_dir, photo_names)
     cycle = math.lcm(len(photos), len(MIXED_FORMS))
+    log.parent.mkdir(parents=True, exist_ok=True)
     process, url = _start(weights, workers, log)
     samples: list[tuple[float, float]] = []
     try:
