@@ -19,14 +19,14 @@ $(STAMP): pyproject.toml
 
 # Download the official checkpoints only when the weights folder holds no model yet.
 weights: $(STAMP)
-	@if ls "$(WEIGHTS_DIR)"/*.pt >/dev/null 2>&1; then \
+	@if find "$(WEIGHTS_DIR)" -maxdepth 1 \( -name '*.pt' -o -name '*.onnx' \) 2>/dev/null | grep -q .; then \
 		echo "models found in $(WEIGHTS_DIR)"; \
 	else \
 		$(BIN)/animegan-api weights pull --weights-dir "$(WEIGHTS_DIR)"; \
 	fi
 
 serve: weights
-	ANIMEGAN_WEIGHTS_DIR="$(WEIGHTS_DIR)" $(BIN)/animegan-api serve
+	MALLOC_ARENA_MAX=2 ANIMEGAN_WEIGHTS_DIR="$(WEIGHTS_DIR)" $(BIN)/animegan-api serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -12,47 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import DEFAULT_PHOTOS, load_photos, run_load  # noqa: E402
+from local_server import start_server  # noqa: E402
 
 LAYOUTS = ((1, 1), (1, 2), (2, 1), (2, 2))
 SQUARE_PHOTOS = ["food_01.jpg", "street_05.jpg"]  # both 512x512: identical work per request
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(weights: Path, workers: int, threads: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, "ANIMEGAN_WEIGHTS_DIR": str(weights), "ANIMEGAN_RATE_LIMIT_ENABLED": "false",
-           "ANIMEGAN_LOG_LEVEL": "warning", "OMP_NUM_THREADS": str(threads)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "animegan_api", "serve", "--port", str(port), "--workers", str(workers),
-         "--threads", str(threads), "--max-queue", "64"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.3)
-    process.kill()
-    raise SystemExit("server did not start")
 
 
 def main() -> int:
@@ -64,7 +32,11 @@ def main() -> int:
     photos = load_photos(DEFAULT_PHOTOS, SQUARE_PHOTOS)
     print(f"{'W x T':>6} {'conc':>5} {'img/s':>7} {'p50 s':>7} {'p99 s':>7}  statuses")
     for workers, threads in LAYOUTS:
-        process, url = _serve(args.weights, workers, threads)
+        process, url = start_server(
+            args.weights,
+            ["--workers", str(workers), "--threads", str(threads), "--max-queue", "64", "--log-level", "warning"],
+            env={"ANIMEGAN_RATE_LIMIT_ENABLED": "false", "OMP_NUM_THREADS": str(threads)},
+        )
         try:
             concurrency = workers * 2
             summary = asyncio.run(run_load(url, photos, concurrency, args.requests, args.time_limit))

@@ -13,20 +13,11 @@ import httpx
 import pytest
 
 import corpus
-from conftest import save_random_generator
 from live import Server, multipart_request, raw_request, timed_exchange
 
 
 pytestmark = pytest.mark.e2e
 FACES = [f"face_{i:02d}.jpg" for i in range(1, 17)]
-
-
-@pytest.fixture
-def random_weights(tmp_path: Path) -> Path:
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    save_random_generator(folder / "random.pt")
-    return folder
 
 
 @pytest.mark.real_weights
@@ -67,8 +58,8 @@ def test_overload_ends_every_request_cleanly(shared: Path, tmp_path: Path) -> No
         assert server.stop() == 0
 
 
-def test_disconnect_mid_upload_leaks_no_place(random_weights: Path, tmp_path: Path) -> None:
-    server = Server(random_weights, tmp_path / "server.log", "--workers", "1", "--max-queue", "2")
+def test_disconnect_mid_upload_leaks_no_place(weights_dir: Path, tmp_path: Path) -> None:
+    server = Server(weights_dir, tmp_path / "server.log", "--workers", "1", "--max-queue", "2")
     try:
         for _ in range(5):
             head = (
@@ -86,8 +77,8 @@ def test_disconnect_mid_upload_leaks_no_place(random_weights: Path, tmp_path: Pa
         assert server.stop() == 0
 
 
-def test_lying_content_length_is_refused_before_the_body(random_weights: Path, tmp_path: Path) -> None:
-    server = Server(random_weights, tmp_path / "server.log")
+def test_lying_content_length_is_refused_before_the_body(weights_dir: Path, tmp_path: Path) -> None:
+    server = Server(weights_dir, tmp_path / "server.log")
     try:
         head = (
             b"POST /v1/transform HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -105,8 +96,8 @@ def test_lying_content_length_is_refused_before_the_body(random_weights: Path, t
         assert server.stop() == 0
 
 
-def test_hostile_corpus_keeps_memory_bounded(random_weights: Path, tmp_path: Path) -> None:
-    server = Server(random_weights, tmp_path / "server.log", ANIMEGAN_RATE_LIMIT_ENABLED="false")
+def test_hostile_corpus_keeps_memory_bounded(weights_dir: Path, tmp_path: Path) -> None:
+    server = Server(weights_dir, tmp_path / "server.log", ANIMEGAN_RATE_LIMIT_ENABLED="false")
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             client.post("/v1/transform", files={"image": ("p.png", corpus._save(corpus._noise(64, 64), "PNG"))})
