@@ -9,8 +9,7 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 # OMP/MKL threads match ANIMEGAN_THREADS (T), so W x T never oversubscribes the container's cores:
-# change them together. MALLOC_ARENA_MAX=2 keeps glibc from holding freed picture buffers in one
-# arena per thread (lower, steadier memory; see README "Deploying").
+# change them together.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -20,8 +19,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ANIMEGAN_WORKERS=1 \
     ANIMEGAN_THREADS=2 \
     OMP_NUM_THREADS=2 \
-    MKL_NUM_THREADS=2 \
-    MALLOC_ARENA_MAX=2
+    MKL_NUM_THREADS=2
 # CPU-only torch from the PyTorch wheel index keeps CUDA out of the image.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY --from=build /wheels /wheels

@@ -26,7 +26,7 @@ weights: $(STAMP)
 	fi
 
 serve: weights
-	MALLOC_ARENA_MAX=2 ANIMEGAN_WEIGHTS_DIR="$(WEIGHTS_DIR)" $(BIN)/animegan-api serve
+	ANIMEGAN_WEIGHTS_DIR="$(WEIGHTS_DIR)" $(BIN)/animegan-api serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

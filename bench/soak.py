@@ -11,8 +11,11 @@ soak's last third may exceed the lowest of its first third by at most
 transient peak, so peaks and medians are reported but not judged (a one-minute
 run once showed medians rising 157 MiB and still ended below its start).
 A warm-up first sends every (photo, size, format) combination twice, because
-the allocator takes a while to reach its plateau. The server runs as deployed,
-with ``MALLOC_ARENA_MAX=2``. Stops by itself.
+the allocator takes a while to reach its plateau, and the server runs with
+``MALLOC_ARENA_MAX=2`` (override it in the environment), which makes glibc
+settle within a minute. Without the cap it takes several minutes to climb to
+its plateau, so a one-minute run cannot tell that climb from a leak; a leak in
+the service's own code lifts the floor either way. Stops by itself.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def soak(
     process, url = start_server(
         weights,
         ["--workers", str(workers), "--max-queue", str(2 * workers), "--default-style", "animeganv2_hayao", "--log-level", "warning"],
-        # the production configuration (Dockerfile, Kubernetes): glibc arenas capped
+        # glibc arenas capped so memory settles within the warm-up (see the module docstring)
         log=log, env={"ANIMEGAN_RATE_LIMIT_ENABLED": "false", "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
     )
     samples: list[tuple[float, float]] = []
