@@ -110,7 +110,13 @@ class ObservabilityMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
-    """The matched route's path template, so labels stay few whatever paths clients send."""
+    """The matched route's path template, so labels stay few whatever paths clients send.
+
+    The router leaves its match in ``scope["route"]``; only requests refused
+    before routing (keys, rate limit, capacity, upload cap) are matched here.
+    """
+    if (routed := scope.get("route")) is not None:
+        return getattr(routed, "path", "unmatched")
     app = scope.get("app")
     for route in getattr(app, "routes", ()):
         match, _ = route.matches(scope)
