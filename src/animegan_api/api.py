@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import imaging
 from .engine import ClientGone, DeadlineExceeded, Overloaded, Ticket
-from .middleware import client_address
+from .middleware import client_address, presented_key
 from .schemas import HealthResponse, ReadyResponse, StyleInfo, StylesResponse, UnavailableFile, error_doc
 from .styles import LoadedStyle, StyleEntry, StyleRegistry
 from .weights import WeightsError
@@ -259,7 +259,6 @@ async def _acquire(request: Request, registry: StyleRegistry, entry: StyleEntry)
         loaded = await registry.acquire(entry)
     except WeightsError as exc:
         raise ApiError(503, "style_unavailable", f"style {entry.name!r} cannot be loaded: {exc}") from exc
-    request.app.state.metrics.model_load.labels(entry.name).set(loaded.load_s)
     _note(request, style=entry.name)
     return loaded
 
@@ -363,16 +362,11 @@ def _check_admin(request: Request) -> None:
         if not _is_loopback(host):
             raise ApiError(403, "forbidden", "admin routes answer loopback clients only unless ANIMEGAN_ADMIN_KEY is set")
         return
-    sent = request.headers.get("x-api-key") or _bearer(request.headers.get("authorization", ""))
+    sent = presented_key(request.headers)
     if not sent:
         raise ApiError(401, "unauthorized", "send the admin key as 'Authorization: Bearer <key>' or 'X-API-Key'", {"WWW-Authenticate": "Bearer"})
     if not hmac.compare_digest(sent.encode(), key.get_secret_value().encode()):
         raise ApiError(403, "forbidden", "wrong admin key")
-
-
-def _bearer(header: str) -> str:
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _is_loopback(host: str) -> bool:

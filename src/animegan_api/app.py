@@ -103,7 +103,8 @@ def _limiter(settings: Settings) -> Limiter:
     return Limiter(key_func=get_remote_address, enabled=settings.rate_limit_enabled)
 
 
-def _build_registry(settings: Settings) -> StyleRegistry:
+def _build_registry(app: FastAPI) -> StyleRegistry:
+    settings: Settings = app.state.settings
     return build_registry(
         settings.weights_dir,
         backend=settings.backend,
@@ -112,6 +113,7 @@ def _build_registry(settings: Settings) -> StyleRegistry:
         warmup_side=settings.warmup_side,
         lazy=settings.load_mode == "lazy",
         max_loaded=settings.max_loaded_models,
+        on_load=lambda name, seconds: app.state.metrics.model_load.labels(name).set(seconds),
     )
 
 
@@ -122,18 +124,11 @@ async def reload_styles(app: FastAPI) -> StyleRegistry:
     new registry. Overlapping reloads queue behind one another.
     """
     async with app.state.reload_lock:
-        registry = await asyncio.to_thread(_build_registry, app.state.settings)
+        registry = await asyncio.to_thread(_build_registry, app)
         app.state.registry = registry
-        _record_loads(app, registry)
         app.state.ready = registry.ready
     log.info("styles reloaded: %s", registry.names)
     return registry
-
-
-def _record_loads(app: FastAPI, registry: StyleRegistry) -> None:
-    for name, entry in registry.entries.items():
-        if entry.loaded:
-            app.state.metrics.model_load.labels(name).set(entry.loaded.load_s)
 
 
 def _on_sighup(app: FastAPI) -> None:
@@ -148,13 +143,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     configure_torch(settings.threads, settings.interop_threads)
     Image.MAX_IMAGE_PIXELS = settings.max_pixels  # Pillow's own bomb guard agrees with ours
-    registry = await asyncio.to_thread(_build_registry, settings)
+    registry = await asyncio.to_thread(_build_registry, app)
     if not registry.ready:
         log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
     engine = InferenceEngine(settings.workers, settings.max_queue, settings.request_timeout_s, settings.image_threads)
     app.state.registry, app.state.engine = registry, engine
     app.state.metrics.watch_engine(engine)
-    _record_loads(app, registry)
     app.state.reload_lock, app.state.background = asyncio.Lock(), set()
     app.state.ready = registry.ready
     hangup = _watch_sighup(app)

@@ -145,7 +145,7 @@ class GuardMiddleware:
         headers = Headers(scope=scope)
         identity = client_address(scope, headers, self.trust_forwarded_for)
         if self.keys and not scope["path"].startswith("/v1/admin/"):  # admin routes check their own key
-            presented = _presented_key(headers)
+            presented = presented_key(headers)
             if not presented:
                 await _refuse(scope, receive, send, 401, "unauthorized", "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key'", [(b"www-authenticate", b"Bearer")])
                 return
@@ -247,7 +247,8 @@ def client_address(scope: Scope, headers: Headers, trust_forwarded_for: bool) ->
     return client[0] if client else "unknown"
 
 
-def _presented_key(headers: Headers) -> str:
+def presented_key(headers: Headers) -> str:
+    """The key a client sent, as ``X-API-Key`` or ``Authorization: Bearer``; empty if none."""
     if key := headers.get("x-api-key", "").strip():
         return key
     scheme, _, token = headers.get("authorization", "").partition(" ")

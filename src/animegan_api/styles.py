@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -124,6 +124,7 @@ class StyleRegistry:
     warmup_side: int = 256
     max_loaded: int | None = None
     lazy: bool = False
+    on_load: Callable[[str, float], None] | None = field(default=None, repr=False)
     _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -168,6 +169,8 @@ class StyleRegistry:
                     entry.error = str(exc)
                     log.error("style %s not loaded: %s", entry.name, exc)
                     raise
+                if self.on_load:
+                    self.on_load(entry.name, entry.loaded.load_s)
             entry.last_used = time.monotonic()
             self._evict(keep=entry)
 
@@ -189,12 +192,13 @@ def build_registry(
     warmup_side: int = 256,
     lazy: bool = False,
     max_loaded: int | None = None,
+    on_load: Callable[[str, float], None] | None = None,
 ) -> StyleRegistry:
     """Discover the folder, choose a file per style, and load eagerly unless ``lazy``."""
     files, problems = discover(folder)
     registry = StyleRegistry(
         failed_files=[FailedFile(p.path.name, p.path, p.reason) for p in problems],
-        threads=threads, warmup_side=warmup_side, max_loaded=max_loaded, lazy=lazy,
+        threads=threads, warmup_side=warmup_side, max_loaded=max_loaded, lazy=lazy, on_load=on_load,
     )
     for name, group in _group_by_name(files).items():
         registry.entries[name] = StyleEntry(name, _choose(group, backend), sorted({m.spec.format for m in group}))
