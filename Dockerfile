@@ -9,8 +9,10 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 # OMP/MKL threads match ANIMEGAN_THREADS (T), so W x T never oversubscribes the container's cores:
-# change them together.
+# change them together. GLIBC_TUNABLES puts malloc on transparent huge pages from the first
+# instruction (serve would otherwise restart itself once to set it; README, Performance).
 ENV PYTHONDONTWRITEBYTECODE=1 \
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     ANIMEGAN_WEIGHTS_DIR=/weights \

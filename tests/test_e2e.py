@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import httpx
 import pytest
@@ -82,5 +84,22 @@ def test_sighup_rescans_the_weights_folder(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, server.log.read_text()
             time.sleep(0.2)
         assert server.process.poll() is None
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("true", True), ("false", False)])
+def test_serve_restarts_itself_with_hugepage_malloc(tmp_path: Path, setting: str, expected: bool) -> None:
+    """The tunable must be in the environment glibc read at start: /proc/PID/environ of the running server."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save_random_generator(weights / "r.pt")
+    environment = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    with mock.patch.dict(os.environ, environment, clear=True):
+        server = Server(weights, tmp_path / "server.log", ANIMEGAN_MALLOC_HUGEPAGES=setting)
+    try:
+        started_with = Path(f"/proc/{server.process.pid}/environ").read_bytes().split(b"\0")
+        assert (b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in started_with) is expected
+        assert httpx.get(f"{server.url}/readyz").status_code == 200
     finally:
         assert server.stop() == 0

