@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import imaging
+from .cache import CachedResult, cache_key
 from .engine import ClientGone, DeadlineExceeded, Overloaded, Ticket
 from .middleware import client_address, presented_key
 from .schemas import HealthResponse, ReadyResponse, StyleInfo, StylesResponse, UnavailableFile, error_doc
@@ -79,6 +80,9 @@ async def transform(
         loaded = await _acquire(request, registry, entry)
         started = time.perf_counter()
         data = await image.read()
+        key = await _cache_key(state, data, loaded, side=side, keep_size=keep_size, format=format, quality=quality)
+        if key and (hit := _cache_lookup(state, key)):
+            return _cached_response(hit, time.perf_counter() - started)
         prepared, batch = await state.engine.run_image_work(_prepare, data, side, state.settings.max_pixels, loaded)
         decoded = time.perf_counter()
         output = await _infer(state, ticket, loaded, batch, request)
@@ -92,6 +96,9 @@ async def transform(
         }
     _note(request, in_size=list(prepared.original_size), out_size=list(prepared.rgb.size if not keep_size else prepared.original_size))
     headers = {"Server-Timing": _server_timing(timing), "X-Style": loaded.spec.name}
+    if key:
+        state.cache.put(key, CachedResult(body, imaging.MEDIA_TYPES[format], loaded.spec.name))
+        headers["X-Cache"] = "miss"
     return Response(body, media_type=imaging.MEDIA_TYPES[format], headers=headers)
 
 
@@ -179,7 +186,8 @@ def install(app: FastAPI) -> None:
         responses={
             200: {
                 "description": "The converted picture. `Server-Timing` splits the time into decode, queue, "
-                "inference and encode; `X-Style` names the style used.",
+                "inference and encode; `X-Style` names the style used; `X-Cache` says whether the result "
+                "cache answered (`hit`) or the model ran (`miss`), and is absent with the cache off.",
                 "content": PICTURE_CONTENT,
             },
             **IMAGE_ERRORS,
@@ -317,6 +325,24 @@ def _prepare(data: bytes, max_side: int, max_pixels: int, loaded: LoadedStyle | 
         status, code = _IMAGE_ERRORS[type(exc)]
         raise ApiError(status, code, str(exc)) from exc
     return prepared, imaging.to_batch(prepared.rgb)
+
+
+async def _cache_key(state: Any, data: bytes, loaded: LoadedStyle, **params: object) -> str | None:
+    """The upload's cache key (hashed off the event loop), or None with the cache off."""
+    if not state.cache.enabled:
+        return None
+    return await state.engine.run_image_work(lambda: cache_key(data, style=loaded.spec.name, model=str(loaded.path), **params))
+
+
+def _cache_lookup(state: Any, key: str) -> CachedResult | None:
+    hit = state.cache.get(key)
+    state.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
+    return hit
+
+
+def _cached_response(hit: CachedResult, elapsed_s: float) -> Response:
+    headers = {"Server-Timing": _server_timing({"cache": elapsed_s}), "X-Style": hit.style, "X-Cache": "hit"}
+    return Response(hit.body, media_type=hit.media_type, headers=headers)
 
 
 async def _infer(state: Any, ticket: Ticket, loaded: LoadedStyle, batch: np.ndarray, request: Request) -> np.ndarray:

@@ -22,6 +22,7 @@ from slowapi import Limiter
 from slowapi.util import get_remote_address
 
 from . import __version__, api
+from .cache import ResultCache
 from .config import Settings
 from .engine import InferenceEngine
 from .metrics import Metrics, ObservabilityMiddleware
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
-            expose_headers=["Server-Timing", "X-Style", "X-Styles", "X-Request-ID", "Retry-After"],
+            expose_headers=["Server-Timing", "X-Cache", "X-Style", "X-Styles", "X-Request-ID", "Retry-After"],
         )
     app.add_middleware(ResponseHeadersMiddleware)
     app.state.metrics = Metrics()
@@ -127,6 +128,7 @@ async def reload_styles(app: FastAPI) -> StyleRegistry:
         registry = await asyncio.to_thread(_build_registry, app)
         app.state.registry = registry
         app.state.ready = registry.ready
+        app.state.cache.clear()
     log.info("styles reloaded: %s", registry.names)
     return registry
 
@@ -148,7 +150,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
     engine = InferenceEngine(settings.workers, settings.max_queue, settings.request_timeout_s, settings.image_threads)
     app.state.registry, app.state.engine = registry, engine
-    app.state.metrics.watch_engine(engine)
+    app.state.cache = ResultCache(settings.cache_max_bytes)
+    app.state.metrics.watch_engine(engine, app.state.cache)
     app.state.reload_lock, app.state.background = asyncio.Lock(), set()
     app.state.ready = registry.ready
     hangup = _watch_sighup(app)

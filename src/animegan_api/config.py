@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="File with one API key per line (added to api_keys).")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    cache_max_bytes: int = Field(
+        64 * MiB, ge=0, description="Bytes of finished pictures kept for repeated uploads (0: no result cache)."
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = Field("text", description="json: one JSON object per line (containers).")
 

@@ -36,12 +36,15 @@ class Metrics:
         self.inference = Histogram("animegan_inference_seconds", "Model forward time per request.", ["style"], buckets=_LATENCY_BUCKETS, registry=r)
         self.rejected = Counter("animegan_rejected_total", "Requests refused, by reason (the error code).", ["reason"], registry=r)
         self.model_load = Gauge("animegan_model_load_seconds", "Time the style's model took to load and warm up.", ["style"], registry=r)
+        self.cache_lookups = Counter("animegan_cache_lookups_total", "Result cache lookups by result (hit, miss).", ["result"], registry=r)
+        self.cache_bytes = Gauge("animegan_cache_bytes", "Bytes of pictures held by the result cache.", registry=r)
         self.in_flight = Gauge("animegan_in_flight_requests", "Requests running inference now.", registry=r)
         self.queued = Gauge("animegan_queued_requests", "Requests admitted and waiting for a slot.", registry=r)
 
-    def watch_engine(self, engine: Any) -> None:
+    def watch_engine(self, engine: Any, cache: Any) -> None:
         self.in_flight.set_function(lambda: engine.running)
         self.queued.set_function(lambda: engine.waiting)
+        self.cache_bytes.set_function(lambda: cache.size_bytes)
 
     def observe_inference(self, style: str, queue_s: float, inference_s: float) -> None:
         self.queue_wait.labels(style).observe(queue_s)
