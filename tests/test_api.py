@@ -311,3 +311,24 @@ async def test_cache_off_sends_no_cache_header(make_client: Any, settings_for: C
         for _ in range(2):
             response = await client.post("/v1/transform", files=_files(photo))
             assert response.status_code == 200 and "x-cache" not in response.headers
+
+
+async def test_micro_batching_runs_waiting_requests_of_one_size_together(make_client: Any, settings_for: Callable[..., Settings]) -> None:
+    async with make_client(settings_for(max_batch=4, cache_max_bytes=0)) as client:
+        sizes: list[int] = []
+
+        def recording(batch: np.ndarray) -> np.ndarray:
+            sizes.append(batch.shape[0])
+            time.sleep(0.3)
+            return batch  # identity: each request must get its own picture back
+
+        _swap_predictor(client, recording)
+        colours = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0)]
+        first = asyncio.ensure_future(client.post("/v1/transform", files=_files(picture_bytes((32, 32), color=colours[0]))))
+        await asyncio.sleep(0.15)
+        rest = [client.post("/v1/transform", files=_files(picture_bytes((32, 32), color=c))) for c in colours[1:]]
+        responses = await asyncio.gather(first, *rest)
+    assert sizes == [1, 3]
+    for response, colour in zip(responses, colours):
+        assert response.status_code == 200
+        assert Image.open(io.BytesIO(response.content)).convert("RGB").getpixel((16, 16)) == colour

@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from animegan_api.engine import ClientGone, DeadlineExceeded, InferenceEngine, Overloaded
@@ -156,3 +157,109 @@ async def test_ticket_records_queue_and_inference_time(engine: InferenceEngine) 
         await engine.run(ticket, model, 1)
     assert ticket.inference_s >= 0.19
     assert ticket.queue_s < 0.1
+
+
+class BatchModel:
+    """Records the batch sizes it is called with; output = input * 2."""
+
+    def __init__(self, seconds: float = 0.2, fail: bool = False) -> None:
+        self.seconds, self.fail = seconds, fail
+        self.batch_sizes: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.batch_sizes.append(batch.shape[0])
+        time.sleep(self.seconds)
+        if self.fail:
+            raise RuntimeError("model exploded")
+        return batch * 2
+
+
+async def _batched(engine: InferenceEngine, model: BatchModel, value: float, key: object = "k", gone: asyncio.Event | None = None) -> object:
+    try:
+        with engine.admit() as ticket:
+            output = await engine.run_batch(ticket, model, np.full((1, 2), value), key, client_gone=gone.wait() if gone else None)
+            return float(output[0, 0])
+    except (DeadlineExceeded, ClientGone, RuntimeError) as exc:
+        return type(exc).__name__
+
+
+@pytest.fixture
+async def batching() -> InferenceEngine:
+    created = InferenceEngine(workers=1, max_queue=8, timeout_s=10, max_batch=4)
+    yield created
+    created.shutdown()
+
+
+async def test_requests_waiting_together_share_one_forward(batching: InferenceEngine) -> None:
+    model = BatchModel()
+    first = asyncio.ensure_future(_batched(batching, model, 1))
+    await asyncio.sleep(0.05)  # the first runs alone; the next five wait for the slot
+    rest = [asyncio.ensure_future(_batched(batching, model, v)) for v in (2, 3, 4, 5, 6)]
+    results = await asyncio.gather(first, *rest)
+    assert results == [2, 4, 6, 8, 10, 12]  # each request gets its own slice back
+    assert model.batch_sizes == [1, 4, 1]
+    await _settled(batching)
+
+
+async def test_different_keys_never_share_a_forward(batching: InferenceEngine) -> None:
+    model = BatchModel(0.1)
+    first = asyncio.ensure_future(_batched(batching, model, 1, key="a"))
+    await asyncio.sleep(0.03)
+    others = [asyncio.ensure_future(_batched(batching, model, v, key=k)) for v, k in ((2, "a"), (3, "b"), (4, "a"))]
+    assert await asyncio.gather(first, *others) == [2, 4, 6, 8]
+    assert sorted(model.batch_sizes) == [1, 1, 2]
+
+
+async def test_batch_wait_gathers_requests_arriving_close_together() -> None:
+    engine = InferenceEngine(workers=1, max_queue=8, timeout_s=10, max_batch=4, max_batch_wait_ms=300)
+    model = BatchModel(0.05)
+    first = asyncio.ensure_future(_batched(engine, model, 1))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(_batched(engine, model, 2))
+    assert await asyncio.gather(first, second) == [2, 4]
+    assert model.batch_sizes == [2]
+    engine.shutdown()
+
+
+async def test_a_member_that_leaves_does_not_stop_the_others(batching: InferenceEngine) -> None:
+    model = BatchModel(0.3)
+    gone = asyncio.Event()
+    first = asyncio.ensure_future(_batched(batching, model, 1))
+    await asyncio.sleep(0.05)
+    leaving = asyncio.ensure_future(_batched(batching, model, 2, gone=gone))
+    staying = asyncio.ensure_future(_batched(batching, model, 3))
+    await asyncio.sleep(0.05)
+    gone.set()
+    assert await asyncio.gather(first, leaving, staying) == [2, "ClientGone", 6]
+    assert model.batch_sizes == [1, 1]  # the leaver's picture was dropped before the forward
+    await _settled(batching)
+
+
+async def test_a_batch_whose_members_all_left_runs_nothing() -> None:
+    engine = InferenceEngine(workers=1, max_queue=8, timeout_s=0.3, max_batch=4)
+    model = BatchModel(0.6)
+    first = asyncio.ensure_future(_batched(engine, model, 1))
+    await asyncio.sleep(0.05)
+    results = await asyncio.gather(first, *(_batched(engine, model, v) for v in (2, 3)))
+    assert results == ["DeadlineExceeded"] * 3
+    await asyncio.sleep(0.7)  # the first forward ends; the waiting batch finds nobody left
+    assert model.batch_sizes == [1]
+    assert engine.running == 0 and engine._slots._value == 1
+    engine.shutdown()
+
+
+async def test_a_failing_batch_fails_each_member_and_frees_the_slot(batching: InferenceEngine) -> None:
+    model = BatchModel(0.1, fail=True)
+    results = await asyncio.gather(*(_batched(batching, model, v) for v in (1, 2, 3)))
+    assert results == ["RuntimeError"] * 3
+    model.fail = False
+    assert await _batched(batching, model, 5) == 10
+    await _settled(batching)
+
+
+async def test_batching_off_runs_each_request_alone() -> None:
+    engine = InferenceEngine(workers=1, max_queue=8, timeout_s=10, max_batch=1)
+    model = BatchModel(0.05)
+    assert await asyncio.gather(*(_batched(engine, model, v) for v in (1, 2, 3))) == [2, 4, 6]
+    assert model.batch_sizes == [1, 1, 1]
+    engine.shutdown()

@@ -347,7 +347,9 @@ def _cached_response(hit: CachedResult, elapsed_s: float) -> Response:
 
 async def _infer(state: Any, ticket: Ticket, loaded: LoadedStyle, batch: np.ndarray, request: Request) -> np.ndarray:
     try:
-        output = await state.engine.run(ticket, loaded.predictor, batch, client_gone=_client_gone(request))
+        output = await state.engine.run_batch(
+            ticket, loaded.predictor, batch, key=(id(loaded.predictor), batch.shape[1:]), client_gone=_client_gone(request)
+        )
     except DeadlineExceeded:
         raise ApiError(504, "deadline_exceeded", f"no result within {state.settings.request_timeout_s:g} s") from None
     except ClientGone:

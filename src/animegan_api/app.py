@@ -148,7 +148,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     registry = await asyncio.to_thread(_build_registry, app)
     if not registry.ready:
         log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
-    engine = InferenceEngine(settings.workers, settings.max_queue, settings.request_timeout_s, settings.image_threads)
+    engine = InferenceEngine(
+        settings.workers, settings.max_queue, settings.request_timeout_s, settings.image_threads,
+        max_batch=settings.max_batch, max_batch_wait_ms=settings.max_batch_wait_ms,
+    )
     app.state.registry, app.state.engine = registry, engine
     app.state.cache = ResultCache(settings.cache_max_bytes)
     app.state.metrics.watch_engine(engine, app.state.cache)

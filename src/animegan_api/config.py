@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     image_threads: int = Field(2, ge=1, le=64, description="Threads that decode and encode pictures.")
     max_queue: int = Field(8, ge=0, le=10_000, description="Requests allowed to wait beyond W.")
     request_timeout_s: float = Field(30.0, gt=0, le=3600, description="Deadline for queue wait plus inference.")
+    max_batch: int = Field(
+        1, ge=1, le=64, description="Most waiting requests (same style and size) run as one forward; 1: no batching."
+    )
+    max_batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a batch holding a free slot waits to fill.")
     retry_after_s: int = Field(2, ge=1, le=3600, description="Retry-After sent with 503 refusals.")
 
     malloc_hugepages: bool = Field(

@@ -7,16 +7,25 @@ an ``asyncio.Semaphore(workers)`` for a *slot* and runs the model on a
 dedicated ``ThreadPoolExecutor``. A slot is handed back only when the model's
 thread has really finished, so a request abandoned at its deadline can never
 let more forwards run at once than there are workers.
+
+With ``max_batch`` above 1, :meth:`InferenceEngine.run_batch` lets requests
+for the same model and input shape that are waiting at the same time share
+one forward: the first opens a batch, later ones join it until it is full or
+a slot frees up (after at most ``max_batch_wait_ms`` more), and each gets its
+own slice of the output.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -52,15 +61,45 @@ class Ticket:
         self.engine.admitted -= 1
 
 
+@dataclass
+class _Member:
+    ticket: Ticket
+    batch: np.ndarray
+    result: asyncio.Future[np.ndarray]
+    joined: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class _Batch:
+    """Requests for one model and input shape that will run as one forward."""
+
+    fn: Callable[[np.ndarray], np.ndarray]
+    members: list[_Member] = field(default_factory=list)
+    full: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class InferenceEngine:
     """Bounded, deadline-aware access to a pool of inference threads."""
 
-    def __init__(self, workers: int, max_queue: int, timeout_s: float, image_threads: int = 2) -> None:
+    def __init__(
+        self,
+        workers: int,
+        max_queue: int,
+        timeout_s: float,
+        image_threads: int = 2,
+        max_batch: int = 1,
+        max_batch_wait_ms: float = 0.0,
+    ) -> None:
         self.workers = workers
         self.max_queue = max_queue
         self.timeout_s = timeout_s
+        self.max_batch = max_batch
+        self.max_batch_wait_s = max_batch_wait_ms / 1000
         self.admitted = 0
         self.running = 0
+        self.batches_run = 0
+        self._open: dict[Hashable, _Batch] = {}
+        self._dispatchers: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(workers)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="animegan-infer")
         # Decode and encode get their own few threads: off the event loop, out of the model's
@@ -100,19 +139,110 @@ class InferenceEngine:
         ticket.inference_s = time.perf_counter() - started
         return future.result()
 
+    async def run_batch(
+        self,
+        ticket: Ticket,
+        fn: Callable[[np.ndarray], np.ndarray],
+        batch: np.ndarray,
+        key: Hashable,
+        client_gone: Awaitable[object] | None = None,
+    ) -> np.ndarray:
+        """Run ``fn(batch)``, sharing the forward with waiting requests of the same ``key`` when batching is on.
+
+        ``key`` must identify the model and the input shape; requests with equal
+        keys are concatenated along the batch axis.
+        """
+        if self.max_batch <= 1:
+            return await self.run(ticket, fn, batch, client_gone=client_gone)
+        group = self._open.get(key)
+        if group is None:
+            group = self._open[key] = _Batch(fn)
+            dispatcher = asyncio.ensure_future(self._dispatch(key, group))
+            self._dispatchers.add(dispatcher)
+            dispatcher.add_done_callback(self._dispatchers.discard)
+        member = _Member(ticket, batch, asyncio.get_running_loop().create_future())
+        group.members.append(member)
+        if len(group.members) >= self.max_batch:
+            self._close(key, group)
+        return await self._result(member, client_gone)
+
     async def run_image_work(self, fn: Callable[..., T], *args: object) -> T:
         """Decode, resize or encode on the image pool."""
         return await asyncio.get_running_loop().run_in_executor(self._images, fn, *args)
 
     def shutdown(self) -> None:
+        for dispatcher in self._dispatchers:
+            dispatcher.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._images.shutdown(wait=True, cancel_futures=True)
 
-    def _release(self, future: asyncio.Future[object]) -> None:
+    def _release(self, future: asyncio.Future[object], count: int = 1) -> None:
         if not future.cancelled():
             future.exception()  # retrieved, so an abandoned failure is not reported as unhandled
-        self.running -= 1
+        self.running -= count
         self._slots.release()
+
+    def _close(self, key: Hashable, group: _Batch) -> None:
+        if self._open.get(key) is group:
+            del self._open[key]
+        group.full.set()
+
+    async def _dispatch(self, key: Hashable, group: _Batch) -> None:
+        """Take a slot for the batch, let it fill a little longer, then run it once for every member still waiting."""
+        await self._slots.acquire()
+        try:
+            if self.max_batch_wait_s > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(group.full.wait(), self.max_batch_wait_s)
+            self._close(key, group)
+            live = [m for m in group.members if not m.result.done()]
+        except BaseException:
+            self._slots.release()
+            raise
+        if not live:  # everyone left while the batch waited: no forward
+            self._slots.release()
+            return
+        await self._forward(group.fn, live)
+
+    async def _forward(self, fn: Callable[[np.ndarray], np.ndarray], live: list[_Member]) -> None:
+        started = time.perf_counter()
+        for member in live:
+            member.ticket.queue_s = started - member.joined
+        self.running += len(live)
+        self.batches_run += 1
+        inputs = live[0].batch if len(live) == 1 else np.concatenate([m.batch for m in live])
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, inputs)
+        future.add_done_callback(lambda done: self._release(done, len(live)))
+        try:
+            output = await asyncio.shield(future)
+        except asyncio.CancelledError:  # shutting down: the members end with a deadline error
+            for member in live:
+                member.result.cancel()
+            raise
+        except Exception as exc:
+            for member in live:
+                _settle_result(member.result, exception=exc)
+            return
+        elapsed, offset = time.perf_counter() - started, 0
+        for member in live:
+            member.ticket.inference_s = elapsed
+            count = member.batch.shape[0]
+            _settle_result(member.result, output[offset : offset + count])
+            offset += count
+
+    async def _result(self, member: _Member, client_gone: Awaitable[object] | None) -> np.ndarray:
+        """Wait for this member's slice; leaving (deadline, disconnect, cancellation) only abandons the slice."""
+        gone = asyncio.ensure_future(client_gone) if client_gone is not None else None
+        watched = {member.result} if gone is None else {member.result, gone}
+        try:
+            await asyncio.wait(watched, timeout=max(member.ticket.remaining(), 0), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            _cancel(gone)
+            if not member.result.done():
+                member.result.cancel()
+        if not member.result.cancelled():
+            return member.result.result()
+        raise ClientGone if _completed(gone) else DeadlineExceeded
 
     async def _acquire(self, ticket: Ticket, client_gone: Awaitable[object] | None) -> None:
         acquire = asyncio.ensure_future(self._slots.acquire())
@@ -133,6 +263,15 @@ class InferenceEngine:
         if held:
             self._slots.release()
         raise ClientGone if left else DeadlineExceeded
+
+
+def _settle_result(result: asyncio.Future[np.ndarray], value: np.ndarray | None = None, exception: Exception | None = None) -> None:
+    if result.done():  # its request already left
+        return
+    if exception is not None:
+        result.set_exception(exception)
+    else:
+        result.set_result(value)
 
 
 def _cancel(task: asyncio.Future[object] | None) -> None:
