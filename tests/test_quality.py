@@ -158,3 +158,16 @@ def test_a_wrong_size_rule_for_a_real_model_is_named(shared: Path, tmp_path: Pat
         load_style(ModelFile(model, read_spec(model)), threads=2, warmup_side=256)
     (tmp_path / "animeganv3_cute.onnx.json").unlink()
     assert load_style(ModelFile(model, read_spec(model)), threads=2, warmup_side=256).size_multiple == 16
+
+
+def test_bf16_stays_within_35_db_of_fp32_on_real_photos(shared: Path) -> None:
+    """The quality half of the bf16 guard, measured for real (slow here: this CPU emulates bf16)."""
+    from animegan_api import styles
+    from animegan_api.weights import ModelFile, read_spec
+
+    model = shared / "models" / "animeganv2_hayao.pt"
+    fp32 = styles.load_style(ModelFile(model, read_spec(model)), threads=2, warmup_side=64).predictor
+    bf16 = styles.TorchPredictor(fp32.module, bf16=True)
+    batches = [imaging.to_batch(Image.open(shared / "photos" / name).convert("RGB").resize((160, 160))) for name in ("face_01.jpg", "city_01.jpg")]
+    assert styles.bf16_refusal(fp32, bf16, batches, cpu_bf16=True) is None
+    assert styles.bf16_refusal(fp32, bf16, batches, cpu_bf16=False) is not None

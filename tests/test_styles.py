@@ -17,6 +17,7 @@ from PIL import Image
 
 from animegan_api.config import Settings
 from animegan_api.model import Generator
+from animegan_api import styles
 from animegan_api.styles import build_registry, load_style
 from animegan_api.weights import ModelFile, WeightsError, read_spec, sha256_of
 from conftest import picture_bytes, save_onnx_generator, save_random_generator
@@ -206,3 +207,54 @@ async def test_compare_returns_a_captioned_sheet(weights_dir: Path, make_client:
         assert unknown.status_code == 404
         bad = await client.post("/v1/compare", files=_files(b"nope"))
         assert bad.status_code == 415
+
+
+def _load_bf16(path: Path, batches: list[np.ndarray] | None = None) -> Any:
+    return load_style(ModelFile(path, read_spec(path)), threads=1, warmup_side=32, precision="bf16", check_batches=batches)
+
+
+def test_bf16_is_refused_on_a_cpu_without_avx512_bf16(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(styles, "cpu_has_bf16", lambda: False)
+    style = _load_bf16(save_random_generator(tmp_path / "r.pt"))
+    assert style.precision == "fp32" and "AVX-512 BF16" in style.precision_note
+    assert style.predictor.bf16 is False
+
+
+def test_bf16_runs_when_the_cpu_has_it_and_the_output_stays_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(styles, "cpu_has_bf16", lambda: True)
+    batches = [np.random.default_rng(1).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)]
+    path = save_random_generator(tmp_path / "r.pt")
+    style = _load_bf16(path, batches)
+    assert (style.precision, style.precision_note, style.predictor.bf16) == ("bf16", None, True)
+    fp32 = _load(path).predictor(batches[0])
+    assert styles.psnr(style.predictor(batches[0]), fp32) >= styles.BF16_MIN_PSNR_DB
+
+
+def test_bf16_that_degrades_the_picture_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(styles, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(styles, "BF16_MIN_PSNR_DB", 500.0)
+    style = _load_bf16(save_random_generator(tmp_path / "r.pt"))  # the built-in check pattern
+    assert style.precision == "fp32" and "dB PSNR" in style.precision_note
+
+
+def test_bf16_leaves_onnx_styles_alone(onnx_models: dict[str, Path]) -> None:
+    style = _load_bf16(onnx_models["nchw"])
+    assert style.precision == "fp32" and "PyTorch" in style.precision_note
+
+
+def test_cpu_flags_are_read_from_cpuinfo() -> None:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    assert styles.cpu_has_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+async def test_styles_listing_reports_the_precision(weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import _running_client
+
+    monkeypatch.setattr(styles, "cpu_has_bf16", lambda: False)
+    photos = tmp_path / "check"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(picture_bytes((40, 40)))
+    settings = Settings(weights_dir=weights_dir, warmup_side=32, precision="bf16", precision_check_dir=photos)
+    async with _running_client(settings) as client:
+        (info,) = (await client.get("/v1/styles")).json()["styles"]
+    assert info["precision"] == "fp32" and "AVX-512" in info["precision_note"]

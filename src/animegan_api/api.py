@@ -426,6 +426,8 @@ def _style_info(entry: StyleEntry, default: bool) -> StyleInfo:
         parameters=loaded.parameters if loaded else None,
         weights_bytes=entry.file.path.stat().st_size if entry.file.path.exists() else 0,
         memory_bytes=loaded.memory_bytes if loaded else None,
+        precision=loaded.precision if loaded else None,
+        precision_note=loaded.precision_note if loaded else None,
         loaded=loaded is not None,
         available=entry.error is None,
         reason=entry.error,

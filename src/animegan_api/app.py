@@ -13,7 +13,9 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import numpy as np
 import torch
 from fastapi import FastAPI
 from PIL import Image
@@ -21,7 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from slowapi import Limiter
 from slowapi.util import get_remote_address
 
-from . import __version__, api
+from . import __version__, api, imaging
 from .cache import ResultCache
 from .config import Settings
 from .engine import InferenceEngine
@@ -114,8 +116,28 @@ def _build_registry(app: FastAPI) -> StyleRegistry:
         warmup_side=settings.warmup_side,
         lazy=settings.load_mode == "lazy",
         max_loaded=settings.max_loaded_models,
+        precision=settings.precision,
+        check_batches=_check_batches(settings.precision_check_dir) if settings.precision == "bf16" else None,
         on_load=lambda name, seconds: app.state.metrics.model_load.labels(name).set(seconds),
     )
+
+
+def _check_batches(folder: Path | None, count: int = 4, side: int = 256) -> list[np.ndarray] | None:
+    """Up to ``count`` photos from ``folder`` as model inputs, for the bf16 quality check."""
+    if folder is None:
+        return None
+    batches = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file())[: count * 4]:
+        try:
+            prepared = imaging.prepare(path.read_bytes(), max_pixels=100_000_000, max_side=side, multiple=32)
+        except imaging.ImageError:
+            continue
+        batches.append(imaging.to_batch(prepared.rgb))
+        if len(batches) == count:
+            break
+    if not batches:
+        raise ValueError(f"precision_check_dir {folder} holds no readable picture")
+    return batches
 
 
 async def reload_styles(app: FastAPI) -> StyleRegistry:

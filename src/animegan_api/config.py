@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     )
     load_mode: Literal["eager", "lazy"] = Field("eager", description="Load every model at startup, or on first use.")
     max_loaded_models: int | None = Field(None, ge=1, description="LRU bound on models kept loaded (none: no bound).")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16 autocast for PyTorch styles: used only on CPUs with AVX-512 BF16 and within 35 dB PSNR of fp32."
+    )
+    precision_check_dir: Path | None = Field(
+        None, description="Photos for the bf16 quality check (default: a built-in test pattern)."
+    )
     compare_max_styles: int = Field(4, ge=1, le=16, description="Most styles one /v1/compare request may ask for.")
     admin_key: SecretStr | None = Field(
         None, description="Key for /v1/admin/*; without it those routes only answer loopback clients."
@@ -37,6 +43,9 @@ class Settings(BaseSettings):
 
     workers: int = Field(1, ge=1, le=64, description="Requests running inference at once (W).")
     threads: int = Field(2, ge=1, le=256, description="torch intra-op threads (T).")
+    malloc_hugepages: bool = Field(
+        True, description="serve restarts itself once with glibc malloc on transparent huge pages (about 20% faster forwards)."
+    )
     interop_threads: int = Field(1, ge=1, le=64)
     image_threads: int = Field(2, ge=1, le=64, description="Threads that decode and encode pictures.")
     max_queue: int = Field(8, ge=0, le=10_000, description="Requests allowed to wait beyond W.")
@@ -47,14 +56,15 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a batch holding a free slot waits to fill.")
     retry_after_s: int = Field(2, ge=1, le=3600, description="Retry-After sent with 503 refusals.")
 
-    malloc_hugepages: bool = Field(
-        True, description="serve restarts itself once with glibc malloc on transparent huge pages (about 20% faster forwards)."
-    )
     max_upload_bytes: int = Field(10 * MiB, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1)
     default_max_side: int = Field(512, ge=16)
     max_side_limit: int = Field(2048, ge=16)
     warmup_side: int = Field(256, ge=16, le=4096, description="Size of the warm-up forward at startup.")
+
+    cache_max_bytes: int = Field(
+        64 * MiB, ge=0, description="Bytes of finished pictures kept for repeated uploads (0: no result cache)."
+    )
 
     body_timeout_s: float = Field(15.0, gt=0, le=600, description="Longest wait for the next chunk of a request body (408).")
     drain_timeout_s: float = Field(30.0, ge=0, le=3600, description="On SIGTERM, how long admitted requests may finish.")
@@ -65,10 +75,6 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(None, description="Comma-separated keys; when set, /v1/* needs one.")
     api_keys_file: Path | None = Field(None, description="File with one API key per line (added to api_keys).")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-
-    cache_max_bytes: int = Field(
-        64 * MiB, ge=0, description="Bytes of finished pictures kept for repeated uploads (0: no result cache)."
-    )
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = Field("text", description="json: one JSON object per line (containers).")
@@ -95,6 +101,12 @@ class Settings(BaseSettings):
     def _check_sides(self) -> Settings:
         if self.default_max_side > self.max_side_limit:
             raise ValueError("default_max_side must not exceed max_side_limit")
+        return self
+
+    @model_validator(mode="after")
+    def _check_precision_dir(self) -> Settings:
+        if self.precision_check_dir is not None and not self.precision_check_dir.is_dir():
+            raise ValueError(f"precision_check_dir {self.precision_check_dir} is not a folder")
         return self
 
     @model_validator(mode="after")

@@ -34,6 +34,8 @@ class StyleInfo(BaseModel):
     parameters: int | None = Field(examples=[2143552], description="PyTorch files only.")
     weights_bytes: int = Field(examples=[8603303])
     memory_bytes: int | None = Field(examples=[41943040], description="Resident memory the load added; null until loaded.")
+    precision: str | None = Field(examples=["fp32"], description="fp32 or bf16 as loaded; null until loaded.")
+    precision_note: str | None = Field(examples=[None], description="Why bf16 was asked for and not used.")
     loaded: bool
     available: bool
     reason: str | None = Field(examples=[None], description="Why the style is unavailable.")
