@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -262,4 +263,51 @@ async def test_batching_off_runs_each_request_alone() -> None:
     model = BatchModel(0.05)
     assert await asyncio.gather(*(_batched(engine, model, v) for v in (1, 2, 3))) == [2, 4, 6]
     assert model.batch_sizes == [1, 1, 1]
+    engine.shutdown()
+
+
+async def test_a_request_that_cannot_finish_in_time_never_starts() -> None:
+    engine = InferenceEngine(workers=1, max_queue=4, timeout_s=0.5)
+    model = BatchModel(0.3)
+
+    async def one() -> object:
+        try:
+            with engine.admit() as ticket:
+                return float((await engine.run(ticket, model, np.ones((1, 2))))[0, 0])
+        except DeadlineExceeded:
+            return "DeadlineExceeded"
+
+    assert await one() == 2.0  # the engine learns this model's speed
+    assert engine.expected_s(model, 2) == pytest.approx(0.3, rel=0.5)
+    started = time.perf_counter()
+    assert await asyncio.gather(one(), one()) == [2.0, "DeadlineExceeded"]
+    assert model.batch_sizes == [1, 1]  # the second reached the slot with 0.2 s left and was not run
+    assert time.perf_counter() - started < 0.45  # answered when the slot came, not at its deadline
+    await _settled(engine)
+    engine.shutdown()
+
+
+async def test_a_batch_drops_members_that_cannot_finish_in_time() -> None:
+    engine = InferenceEngine(workers=1, max_queue=4, timeout_s=0.5, max_batch=4)
+    model = BatchModel(0.3)
+    assert await _batched(engine, model, 1) == 2
+    first = asyncio.ensure_future(_batched(engine, model, 1))
+    await asyncio.sleep(0.02)
+    late = asyncio.ensure_future(_batched(engine, model, 2))
+    assert await asyncio.gather(first, late) == [2, "DeadlineExceeded"]
+    assert model.batch_sizes == [1, 1]
+    await _settled(engine)
+    engine.shutdown()
+
+
+async def test_inference_threads_run_at_a_lower_priority() -> None:
+    engine = InferenceEngine(workers=1, max_queue=0, timeout_s=5, inference_nice=5)
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def own_nice(_: object) -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    with engine.admit() as ticket:
+        assert await engine.run(ticket, own_nice, None) == min(19, base + 5)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the event loop keeps its own
     engine.shutdown()

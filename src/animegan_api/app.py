@@ -173,6 +173,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = InferenceEngine(
         settings.workers, settings.max_queue, settings.request_timeout_s, settings.image_threads,
         max_batch=settings.max_batch, max_batch_wait_ms=settings.max_batch_wait_ms,
+        inference_nice=settings.inference_nice,
     )
     app.state.registry, app.state.engine = registry, engine
     app.state.cache = ResultCache(settings.cache_max_bytes)

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
         True, description="serve restarts itself once with glibc malloc on transparent huge pages (about 20% faster forwards)."
     )
     interop_threads: int = Field(1, ge=1, le=64)
+    inference_nice: int = Field(
+        5, ge=0, le=19, description="Nice increment of the inference threads, so the event loop answers at once (0: off)."
+    )
     image_threads: int = Field(2, ge=1, le=64, description="Threads that decode and encode pictures.")
     max_queue: int = Field(8, ge=0, le=10_000, description="Requests allowed to wait beyond W.")
     request_timeout_s: float = Field(30.0, gt=0, le=3600, description="Deadline for queue wait plus inference.")

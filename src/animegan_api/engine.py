@@ -13,13 +13,23 @@ for the same model and input shape that are waiting at the same time share
 one forward: the first opens a batch, later ones join it until it is full or
 a slot frees up (after at most ``max_batch_wait_ms`` more), and each gets its
 own slice of the output.
+
+The engine also learns each model's seconds per input element. A request
+that reaches a slot with less time left than its forward needs is answered
+504 at once instead of starting a forward whose result nobody would get:
+under a backlog deeper than the deadline allows, the model's time goes to
+requests that can still finish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +38,7 @@ from typing import TypeVar
 import numpy as np
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class Overloaded(Exception):
@@ -89,6 +100,7 @@ class InferenceEngine:
         image_threads: int = 2,
         max_batch: int = 1,
         max_batch_wait_ms: float = 0.0,
+        inference_nice: int = 0,
     ) -> None:
         self.workers = workers
         self.max_queue = max_queue
@@ -99,9 +111,12 @@ class InferenceEngine:
         self.running = 0
         self.batches_run = 0
         self._open: dict[Hashable, _Batch] = {}
+        self._rates: weakref.WeakKeyDictionary[Callable[..., object], float] = weakref.WeakKeyDictionary()
         self._dispatchers: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(workers)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="animegan-infer")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="animegan-infer", initializer=_lower_priority, initargs=(inference_nice,)
+        )
         # Decode and encode get their own few threads: off the event loop, out of the model's
         # threads, and few enough that a burst neither oversubscribes the cores nor fans out
         # into dozens of malloc arenas holding large pictures.
@@ -129,9 +144,12 @@ class InferenceEngine:
         queued_at = time.perf_counter()
         await self._acquire(ticket, client_gone)
         ticket.queue_s = time.perf_counter() - queued_at
+        if ticket.remaining() < self.expected_s(fn, _elements(args)):
+            self._slots.release()
+            raise DeadlineExceeded
         self.running += 1
         started = time.perf_counter()
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, fn, *args)
         future.add_done_callback(self._release)
         done, _ = await asyncio.wait({future}, timeout=max(ticket.remaining(), 0))
         if not done:
@@ -166,6 +184,25 @@ class InferenceEngine:
             self._close(key, group)
         return await self._result(member, client_gone)
 
+    def expected_s(self, fn: Callable[..., object], elements: int) -> float:
+        """Seconds ``fn`` is expected to take on inputs of ``elements`` elements (0 until it has run)."""
+        try:
+            return self._rates.get(fn, 0.0) * elements
+        except TypeError:  # not weakly referenceable: never learned
+            return 0.0
+
+    def _timed(self, fn: Callable[..., T], *args: object) -> T:
+        """Run in the pool and learn fn's seconds per element from each success."""
+        started = time.perf_counter()
+        result = fn(*args)
+        elements = _elements(args)
+        if elements:
+            rate = (time.perf_counter() - started) / elements
+            with contextlib.suppress(TypeError):
+                previous = self._rates.get(fn)
+                self._rates[fn] = rate if previous is None else 0.7 * previous + 0.3 * rate
+        return result
+
     async def run_image_work(self, fn: Callable[..., T], *args: object) -> T:
         """Decode, resize or encode on the image pool."""
         return await asyncio.get_running_loop().run_in_executor(self._images, fn, *args)
@@ -195,7 +232,7 @@ class InferenceEngine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(group.full.wait(), self.max_batch_wait_s)
             self._close(key, group)
-            live = [m for m in group.members if not m.result.done()]
+            live = self._still_possible(group)
         except BaseException:
             self._slots.release()
             raise
@@ -204,6 +241,15 @@ class InferenceEngine:
             return
         await self._forward(group.fn, live)
 
+    def _still_possible(self, group: _Batch) -> list[_Member]:
+        """Members still waiting whose deadline leaves time for the forward; the others get 504 now."""
+        waiting = [m for m in group.members if not m.result.done()]
+        needed = self.expected_s(group.fn, sum(m.batch.size for m in waiting))
+        for member in waiting:
+            if member.ticket.remaining() < needed:
+                _settle_result(member.result, exception=DeadlineExceeded())
+        return [m for m in waiting if not m.result.done()]
+
     async def _forward(self, fn: Callable[[np.ndarray], np.ndarray], live: list[_Member]) -> None:
         started = time.perf_counter()
         for member in live:
@@ -211,7 +257,7 @@ class InferenceEngine:
         self.running += len(live)
         self.batches_run += 1
         inputs = live[0].batch if len(live) == 1 else np.concatenate([m.batch for m in live])
-        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, inputs)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, fn, inputs)
         future.add_done_callback(lambda done: self._release(done, len(live)))
         try:
             output = await asyncio.shield(future)
@@ -263,6 +309,28 @@ class InferenceEngine:
         if held:
             self._slots.release()
         raise ClientGone if left else DeadlineExceeded
+
+
+def _lower_priority(increment: int) -> None:
+    """Raise this inference thread's nice value; the OpenMP threads it starts inherit it.
+
+    The forward keeps every core busy. At equal priority the event loop waits
+    for the scheduler behind it, and so does every refusal, health check and
+    decode; niced, the model yields the moment they have work and gets the
+    cores back when they are done.
+    """
+    if increment <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + increment)
+    except OSError as exc:
+        log.warning("could not lower the inference thread's priority: %s", exc)
+
+
+def _elements(args: tuple[object, ...]) -> int:
+    """Input size the forward's cost scales with: the elements of the array arguments."""
+    return sum(a.size for a in args if isinstance(a, np.ndarray))
 
 
 def _settle_result(result: asyncio.Future[np.ndarray], value: np.ndarray | None = None, exception: Exception | None = None) -> None:
