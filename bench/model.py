@@ -1,0 +1,215 @@
+"""In-process speed of the generator: the ceiling the service is measured against.
+
+    python bench/model.py --weights ../shared/models
+    python bench/model.py --sizes 512 --threads 2 --experiments
+
+For each backend (torch ``.pt``, ONNX Runtime ``.onnx`` of the same Hayao
+weights), picture side (256, 512, 1024) and thread count (1, 2) it prints the
+forward time, images/s, FLOPs per image (``torch.utils.flop_counter``) and the
+GFLOP/s achieved, next to the fp32 matmul peak measured on this CPU with the
+same threads. ``--experiments`` adds the torch variants tried for speed at one
+size: plain NCHW against the service's channels_last, frozen TorchScript
+traces, batches of two, and with ``--bf16`` bf16 autocast (time and PSNR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+from animegan_api import imaging
+from animegan_api.styles import OnnxPredictor, TorchPredictor
+from animegan_api.weights import load_generator, onnx_signature, open_onnx, read_spec
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PHOTO = "food_01.jpg"
+
+
+def photo_batch(photos: Path, side: int, count: int = 1) -> np.ndarray:
+    """A real photo resized to ``side`` x ``side``, as the NCHW batch the service builds."""
+    rgb = Image.open(photos / PHOTO).convert("RGB").resize((side, side), Image.Resampling.LANCZOS)
+    return np.repeat(imaging.to_batch(rgb), count, axis=0)
+
+
+def time_call(fn: Callable[[], object], budget_s: float, min_runs: int = 2) -> list[float]:
+    """Per-call seconds after one warm-up call; at least ``min_runs``, more while the budget lasts."""
+    fn()
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < min_runs or (spent < budget_s and len(times) < 20):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+        spent += times[-1]
+    return times
+
+
+def matmul_peak(threads: int, n: int = 3072) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul with ``threads`` threads: this CPU's practical ceiling.
+
+    The best of several runs, because this shared machine's speed drifts; a
+    single run can read below what the convolutions then achieve.
+    """
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = min(time_call(lambda: torch.mm(a, b), budget_s=4.0, min_runs=6))
+    return 2 * n**3 / best / 1e9
+
+
+def flops_per_image(module: torch.nn.Module, side: int) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        module(torch.zeros(1, 3, side, side))
+    return counter.get_total_flops()
+
+
+def torch_runner(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(batch)).numpy()
+
+    return run
+
+
+def onnx_runner(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    session = open_onnx(path, threads)
+    return OnnxPredictor(session, onnx_signature(path, session, read_spec(path)))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of two generator outputs in [-1, 1] (peak-to-peak 2)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
+
+
+def backend_table(args: argparse.Namespace, module: torch.nn.Module) -> list[dict[str, object]]:
+    rows = []
+    peaks = {t: matmul_peak(t) for t in args.threads}
+    flops = {side: flops_per_image(module, side) for side in args.sizes}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        runners = {"torch": TorchPredictor(_copy(module))}
+        if args.onnx.is_file():
+            runners["onnxruntime"] = onnx_runner(args.onnx, threads)
+        for side in args.sizes:
+            batch = photo_batch(args.photos, side)
+            for backend, run in runners.items():
+                times = time_call(lambda: run(batch), budget_s=args.budget)
+                median = statistics.median(times)
+                row = {
+                    "backend": backend, "side": side, "threads": threads, "runs": len(times),
+                    "forward_s": round(median, 4), "images_per_s": round(1 / median, 3),
+                    "gflop_per_image": round(flops[side] / 1e9, 2),
+                    "gflop_s": round(flops[side] / median / 1e9, 1), "matmul_peak_gflop_s": round(peaks[threads], 1),
+                }
+                rows.append(row)
+                print(f"{backend:>12} {side:>5} {threads:>3} {median:>9.3f} {1 / median:>8.2f} "
+                      f"{row['gflop_per_image']:>8} {row['gflop_s']:>8} {row['matmul_peak_gflop_s']:>8} "
+                      f"{100 * row['gflop_s'] / row['matmul_peak_gflop_s']:>5.0f}%", flush=True)
+    return rows
+
+
+def experiments(args: argparse.Namespace, module: torch.nn.Module) -> list[dict[str, object]]:
+    """Each torch variant against the plain fp32 forward, same size and threads, in one run."""
+    side, threads = args.sizes[0], max(args.threads)
+    torch.set_num_threads(threads)
+    batch = photo_batch(args.photos, side)
+    reference = torch_runner(module)(batch)
+    service = TorchPredictor(_copy(module))
+    variants: dict[str, tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]] = {
+        "NCHW fp32 (plain)": (torch_runner(module), batch),
+        "channels_last (service)": (service, batch),
+        "NCHW jit trace + freeze": (_frozen(module, batch), batch),
+        "NCHW batch of 2": (torch_runner(module), np.repeat(batch, 2, axis=0)),
+        "channels_last batch of 2": (service, np.repeat(batch, 2, axis=0)),
+        "channels_last jit freeze": (_frozen(TorchPredictor(_copy(module)).module, batch, channels_last=True), batch),
+    }
+    if args.bf16:
+        variants["channels_last bf16 autocast"] = (_bf16(service.module), batch)
+    rows = []
+    base = None
+    for name, (run, feed) in variants.items():
+        times = time_call(lambda: run(feed), budget_s=args.budget)
+        per_image = statistics.median(times) / feed.shape[0]
+        base = base or per_image
+        quality = psnr(run(feed)[:1], reference)
+        rows.append({"variant": name, "side": side, "threads": threads, "s_per_image": round(per_image, 4),
+                     "speedup": round(base / per_image, 3), "psnr_db": round(quality, 1)})
+        print(f"{name:>24} {per_image:>9.3f} {base / per_image:>8.2f}x {quality:>8.1f}", flush=True)
+    return rows
+
+
+def _layout(batch: np.ndarray, channels_last: bool) -> torch.Tensor:
+    x = torch.from_numpy(batch)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _frozen(module: torch.nn.Module, batch: np.ndarray, channels_last: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.freeze(torch.jit.trace(module if channels_last else _copy(module), _layout(batch, channels_last)))
+
+    def run(feed: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return traced(_layout(feed, channels_last)).numpy()
+
+    return run
+
+
+def _bf16(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return module(_layout(batch, True)).float().numpy()
+
+    return run
+
+
+def _copy(module: torch.nn.Module) -> torch.nn.Module:
+    clone = type(module)(upsample=module.upsample)
+    clone.load_state_dict(module.state_dict())
+    return clone.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=SHARED / "models")
+    parser.add_argument("--photos", type=Path, default=SHARED / "photos")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--budget", type=float, default=6.0, help="seconds of timed runs per cell (at least 2 runs)")
+    parser.add_argument("--experiments", action="store_true", help="also time the torch variants at the first size")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time bf16 autocast (very slow on CPUs without AVX-512 BF16: minutes per forward)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    pt = args.weights / "animeganv2_hayao.pt"
+    args.onnx = args.weights / "animeganv2_hayao.onnx"
+    torch.set_num_interop_threads(1)
+    module = load_generator(pt, read_spec(pt))
+    hugepages = "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")
+    print(f"CPU threads available: {torch.get_num_threads()}; torch {torch.__version__}; "
+          f"malloc huge pages {'on' if hugepages else 'off (serve turns them on: set GLIBC_TUNABLES=glibc.malloc.hugetlb=1)'}")
+    print(f"{'backend':>12} {'side':>5} {'thr':>3} {'forward s':>9} {'img/s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'peak':>8} {'use':>6}")
+    result: dict[str, object] = {"backends": backend_table(args, module)}
+    if args.experiments:
+        print(f"\n{'variant':>24} {'s/image':>9} {'speedup':>9} {'PSNR dB':>8}")
+        result["experiments"] = experiments(args, module)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
