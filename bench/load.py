@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import itertools
 import json
+import random
 import socket
 import sys
 import time
@@ -48,14 +49,21 @@ async def run_load(
     requests: int,
     time_limit_s: float,
     form: dict[str, str] | list[dict[str, str]] | None = None,
+    *,
+    path: str = "/v1/transform",
+    honour_retry_after: bool = False,
 ) -> dict[str, object]:
     """Send up to ``requests`` posts from ``concurrency`` clients; returns the summary.
 
     ``form`` may be a list of field sets, cycled request by request (mixed sizes, formats).
+    With ``honour_retry_after`` a client refused with 503 waits as its ``Retry-After``
+    asks plus up to half as long again at random, as well-behaved clients do,
+    instead of retrying in a tight loop or in step with every other client.
     """
     forms = form if isinstance(form, list) else [form or {}]
     loopback_only(url)
     counter = itertools.count()
+    jitter = random.Random(0)
     latencies: dict[int, list[float]] = {}
     statuses: Counter[str] = Counter()
     stop_at = time.monotonic() + time_limit_s
@@ -68,7 +76,7 @@ async def run_load(
             started = time.perf_counter()
             try:
                 response = await client.post(
-                    f"{url}/v1/transform", files={"image": ("photo.jpg", photo)}, data=fields,
+                    f"{url}{path}", files={"image": ("photo.jpg", photo)}, data=fields,
                     timeout=max(1.0, stop_at - time.monotonic() + 60),
                 )
                 key: str | int = response.status_code
@@ -77,6 +85,9 @@ async def run_load(
             elapsed = time.perf_counter() - started
             statuses[str(key)] += 1
             latencies.setdefault(key if isinstance(key, int) else -1, []).append(elapsed)
+            if honour_retry_after and key == 503:
+                wait = float(response.headers.get("retry-after", 1)) * jitter.uniform(1.0, 1.5)
+                await asyncio.sleep(min(wait, max(0.0, stop_at - time.monotonic())))
 
     started = time.perf_counter()
     async with httpx.AsyncClient(limits=limits) as client:
