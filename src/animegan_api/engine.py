@@ -109,7 +109,6 @@ class InferenceEngine:
         self.max_batch_wait_s = max_batch_wait_ms / 1000
         self.admitted = 0
         self.running = 0
-        self.batches_run = 0
         self._open: dict[Hashable, _Batch] = {}
         self._rates: weakref.WeakKeyDictionary[Callable[..., object], float] = weakref.WeakKeyDictionary()
         self._dispatchers: set[asyncio.Task[None]] = set()
@@ -255,7 +254,6 @@ class InferenceEngine:
         for member in live:
             member.ticket.queue_s = started - member.joined
         self.running += len(live)
-        self.batches_run += 1
         inputs = live[0].batch if len(live) == 1 else np.concatenate([m.batch for m in live])
         future = asyncio.get_running_loop().run_in_executor(self._executor, self._timed, fn, inputs)
         future.add_done_callback(lambda done: self._release(done, len(live)))
