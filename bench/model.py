@@ -30,7 +30,7 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from animegan_api import imaging
-from animegan_api.styles import OnnxPredictor, TorchPredictor
+from animegan_api.styles import OnnxPredictor, TorchPredictor, psnr
 from animegan_api.weights import load_generator, onnx_signature, open_onnx, read_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -86,12 +86,6 @@ def torch_runner(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
 def onnx_runner(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     session = open_onnx(path, threads)
     return OnnxPredictor(session, onnx_signature(path, session, read_spec(path)))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two generator outputs in [-1, 1] (peak-to-peak 2)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(4.0 / mse)
 
 
 def backend_table(args: argparse.Namespace, module: torch.nn.Module) -> list[dict[str, object]]:
