@@ -44,6 +44,7 @@ from load import loopback_only, run_load  # noqa: E402
 from local_server import free_port, start_server  # noqa: E402
 
 from animegan_api import imaging  # noqa: E402
+from animegan_api.cli import reexec_with_hugepage_malloc  # noqa: E402
 from animegan_api.config import Settings  # noqa: E402
 from animegan_api.styles import load_style  # noqa: E402
 from animegan_api.weights import ModelFile, read_spec  # noqa: E402
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-requests", type=int, default=10, help="requests per level: max(this, 2 x concurrency)")
     parser.add_argument("--no-results", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args(argv)
-    _with_hugepage_malloc()
+    reexec_with_hugepage_malloc(sys.orig_argv[1:])  # raw runs with the allocator serve uses
     started = time.monotonic()
     photos = [(args.photos / name).read_bytes() for name in SQUARE_PHOTOS]
     with tempfile.TemporaryDirectory(prefix="animegan-bench-") as tmp:
@@ -277,15 +278,6 @@ def _twelve_megapixels(photo: Path) -> bytes:
 
 def _server_env() -> dict[str, str]:
     return {"ANIMEGAN_RATE_LIMIT_ENABLED": "false", "ANIMEGAN_CACHE_MAX_BYTES": "0"}  # every request runs the model
-
-
-def _with_hugepage_malloc() -> None:
-    """Restart under the malloc tunable ``serve`` sets, so raw runs with the service's allocator."""
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" in tunables or platform.libc_ver()[0] != "glibc":
-        return
-    environment = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, "glibc.malloc.hugetlb=1"]))}
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environment)
 
 
 def _wait_idle(pid: int, quiet_s: float = 1.0, limit_s: float = 300.0) -> None:

@@ -98,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
         "request_timeout_s", "drain_timeout_s", "default_style", "backend", "load_mode", "log_level", "log_format",
     )
     if settings.malloc_hugepages and args.from_command_line:
-        _reexec_with_hugepage_malloc()
+        reexec_with_hugepage_malloc(["-m", "animegan_api", *sys.argv[1:]])
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(variable, str(settings.threads))
     from .app import create_app
@@ -120,15 +120,17 @@ def _serve(args: argparse.Namespace) -> int:
 HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
-def _reexec_with_hugepage_malloc() -> None:
-    """Restart this command once with glibc's malloc asking for transparent huge pages.
+def reexec_with_hugepage_malloc(arguments: list[str]) -> None:
+    """Restart this process as ``python *arguments`` with glibc's malloc asking for transparent huge pages.
 
     A 512x512 forward allocates and frees about 1.5 GB of activations. glibc
     hands blocks that large back to the kernel on free, so every forward
     faulted its memory in again 4 KiB at a time: about 400,000 page faults,
     some 20% of the forward's time on a 2-core EPYC. With huge pages the same
     work takes about 15,000 faults. glibc reads the tunable only at process start,
-    hence the exec; other C libraries ignore it.
+    hence the exec; it does nothing where the tunable is set already or the
+    C library is not glibc. ``bench/compare.py`` uses it too, so its raw
+    forwards run with the service's allocator.
     """
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" in tunables or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
@@ -136,7 +138,7 @@ def _reexec_with_hugepage_malloc() -> None:
     environment = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, HUGEPAGE_TUNABLE]))}
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "animegan_api", *sys.argv[1:]], environment)
+    os.execve(sys.executable, [sys.executable, *arguments], environment)
 
 
 def _styles(args: argparse.Namespace) -> int:
