@@ -29,8 +29,6 @@ RUN pip install /wheels/*.whl && rm -rf /wheels \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin animegan \
     && mkdir -p /weights && chown animegan /weights
 WORKDIR /app
-# Outside the /weights volume, so a mounted folder does not hide it; `weights pull` falls back to it.
-COPY weights/manifest.json /app/weights/manifest.json
 USER 10001
 VOLUME ["/weights"]
 EXPOSE 8000

@@ -7,7 +7,7 @@ WEIGHTS_DIR ?= $(or $(ANIMEGAN_WEIGHTS_DIR),weights)
 # Set to https://download.pytorch.org/whl/cpu for the small CPU-only torch wheel on Linux.
 TORCH_INDEX ?=
 
-.PHONY: install serve weights test clean
+.PHONY: install serve weights lint test clean
 
 install: $(STAMP)
 
@@ -28,7 +28,13 @@ weights: $(STAMP)
 serve: weights
 	ANIMEGAN_WEIGHTS_DIR="$(WEIGHTS_DIR)" $(BIN)/animegan-api serve
 
-test: $(STAMP)
+# ruff (lint and format) on everything, mypy strict on the package; then the suite.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 clean:

@@ -72,7 +72,7 @@ def transform():  # type: ignore[no-untyped-def]
         buffer = future.result(timeout=30)
     except FutureTimeout:
         return jsonify(error="timeout"), 504
-    except Exception as exc:  # noqa: BLE001 - the usual catch-all of such services
+    except Exception as exc:
         return jsonify(error=str(exc)), 500
     return send_file(buffer, mimetype="image/png")
 

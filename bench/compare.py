@@ -32,22 +32,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import loopback_only, run_load  # noqa: E402
-from local_server import free_port, start_server  # noqa: E402
-
-from animegan_api import imaging  # noqa: E402
-from animegan_api.cli import reexec_with_hugepage_malloc  # noqa: E402
-from animegan_api.config import Settings  # noqa: E402
-from animegan_api.styles import load_style  # noqa: E402
-from animegan_api.weights import ModelFile, read_spec  # noqa: E402
+from animegan_api import imaging
+from animegan_api.cli import reexec_with_hugepage_malloc
+from animegan_api.config import Settings
+from animegan_api.predictors import load_style
+from animegan_api.weights import ModelFile, read_spec
+from load import loopback_only, run_load
+from local_server import free_port, launch, start_server, status_mib, wait_ready
 
 BENCH = Path(__file__).resolve().parent
 SHARED = BENCH.parents[1] / "shared"
@@ -132,20 +130,25 @@ class RawModel:
 
 def _raw_summary(times: list[float]) -> dict[str, float]:
     median = statistics.median(times)
-    return {"median_s": round(median, 4), "min_s": round(min(times), 4), "max_s": round(max(times), 4),
-            "images_per_s": round(1 / median, 4), "runs": len(times)}
+    return {
+        "median_s": round(median, 4),
+        "min_s": round(min(times), 4),
+        "max_s": round(max(times), 4),
+        "images_per_s": round(1 / median, 4),
+        "runs": len(times),
+    }
 
 
 def start_baseline(model: Path) -> tuple[subprocess.Popen[bytes], str]:
     """The Flask design as such scripts are deployed: glibc's default malloc, no tunables."""
     port = free_port()
-    process = subprocess.Popen(
+    process = launch(
         [sys.executable, str(BENCH / "baseline_flask.py"), "--weights", str(model), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"},
+        {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"},
     )
     url = f"http://127.0.0.1:{port}"
-    _wait_for(url + "/health", process)
+    loopback_only(url)
+    wait_ready(url, process, path="/health")
     return process, url
 
 
@@ -166,21 +169,28 @@ def measure_memory(weights: Path, big_photo: Path) -> dict[str, object]:
     upload = _twelve_megapixels(big_photo)
     process, url = start_server(weights, ["--log-level", "warning"], env=_server_env())
     try:
-        before = _rss_mib(process.pid, "VmRSS")
+        before = status_mib(process.pid, "VmRSS")
         summary = asyncio.run(run_load(url, [upload], 16, 16, 240.0, form={"max_side": "512"}))
-        peak = _rss_mib(process.pid, "VmHWM")
+        peak = status_mib(process.pid, "VmHWM")
     finally:
         _stop(process)
     print(f"16 x 12 MP uploads: RSS {before:.0f} MiB idle, peak {peak:.0f} MiB, {summary['statuses']}", flush=True)
-    return {"upload_bytes": len(upload), "idle_rss_mib": round(before, 1), "peak_rss_mib": round(peak, 1),
-            "statuses": summary["statuses"]}
+    return {
+        "upload_bytes": len(upload),
+        "idle_rss_mib": round(before, 1),
+        "peak_rss_mib": round(peak, 1),
+        "statuses": summary["statuses"],
+    }
 
 
 def _level(name: str, url: str, path: str, photos: list[bytes], concurrency: int, requests: int) -> dict[str, object]:
     summary = asyncio.run(run_load(url, photos, concurrency, requests, 300.0, path=path))
     lat = summary["latency_ok_s"]
-    print(f"{name:>8} c={concurrency:<3} {summary['throughput_rps']:.3f} img/s  p50 {lat['p50']:.2f} s  "
-          f"p99 {lat['p99']:.2f} s  {summary['statuses']}", flush=True)
+    print(
+        f"{name:>8} c={concurrency:<3} {summary['throughput_rps']:.3f} img/s  p50 {lat['p50']:.2f} s  "
+        f"p99 {lat['p99']:.2f} s  {summary['statuses']}",
+        flush=True,
+    )
     return summary
 
 
@@ -190,7 +200,8 @@ def render(run: dict) -> str:
     lines = [
         f"## {meta['date']}: {meta['cpu']}, {meta['cores']} cores",
         "",
-        f"torch {meta['torch']}, Python {meta['python']}; service defaults W x T = {meta['workers']} x {meta['threads']}, "
+        f"torch {meta['torch']}, Python {meta['python']}; "
+        f"service defaults W x T = {meta['workers']} x {meta['threads']}, "
         f"max_queue 16 for the table (8 by default); real AnimeGANv2 Hayao (.pt), 512x512 photos, PNG out; "
         f"the run took {meta['wall_s'] / 60:.1f} min. Raw = the service's own predictor in-process on a ready tensor "
         f"(median of the 3-forward blocks before and after each level; all blocks: {raw['all']['median_s']:.3f} s, "
@@ -206,7 +217,8 @@ def render(run: dict) -> str:
             f"| {level} | {r['images_per_s']:.3f} | {o['throughput_rps']:.3f} | {o['latency_ok_s']['p50']:.2f} "
             f"| {o['latency_ok_s']['p99']:.2f} | {b['throughput_rps']:.3f} | {b['latency_ok_s']['p50']:.2f} "
             f"| {b['latency_ok_s']['p99']:.2f} | {o['throughput_rps'] / r['images_per_s']:.3f} "
-            f"| {_ratio(o['throughput_rps'], b['throughput_rps'])} | {_ratio(o['latency_ok_s']['p99'], b['latency_ok_s']['p99'])} "
+            f"| {_ratio(o['throughput_rps'], b['throughput_rps'])} "
+            f"| {_ratio(o['latency_ok_s']['p99'], b['latency_ok_s']['p99'])} "
             f"| {_errors(o)} | {_errors(b)} |"
         )
     lines += ["", "Targets:", *(f"- {text}" for text in targets(run)), ""]
@@ -219,32 +231,57 @@ def targets(run: dict) -> list[str]:
     saturated = [c for c in ours if int(c) >= 2 * DEFAULTS.workers] or list(ours)
     ratios = [ours[c]["throughput_rps"] / raw[c]["images_per_s"] for c in saturated]
     ratio = statistics.mean(ratios)
-    checks.append(_verdict(ratio >= 0.95, f"saturated throughput: ours/raw {ratio:.3f} on average over c = {', '.join(saturated)} "
-                           f"(each: {', '.join(f'{r:.3f}' for r in ratios)}; target >= 0.95)"))
+    checks.append(
+        _verdict(
+            ratio >= 0.95,
+            f"saturated throughput: ours/raw {ratio:.3f} on average over c = {', '.join(saturated)} "
+            f"(each: {', '.join(f'{r:.3f}' for r in ratios)}; target >= 0.95)",
+        )
+    )
     if "1" in ours:
         p50, raw_s = ours["1"]["latency_ok_s"]["p50"], raw["1"]["median_s"]
-        checks.append(_verdict(p50 <= raw_s + 0.015, f"p50 at concurrency 1 {p50 * 1000:.0f} ms vs raw forward "
-                               f"{raw_s * 1000:.0f} ms: {(p50 - raw_s) * 1000:+.0f} ms (target <= +15 ms)"))
+        checks.append(
+            _verdict(
+                p50 <= raw_s + 0.015,
+                f"p50 at concurrency 1 {p50 * 1000:.0f} ms vs raw forward "
+                f"{raw_s * 1000:.0f} ms: {(p50 - raw_s) * 1000:+.0f} ms (target <= +15 ms)",
+            )
+        )
     for level in ("8", "16"):
         if level in ours:
             o, b = ours[level], base[level]
             tp = o["throughput_rps"] / b["throughput_rps"] if b["throughput_rps"] else float("inf")
             good = tp >= 1.3 and o["latency_ok_s"]["p99"] < b["latency_ok_s"]["p99"]
-            checks.append(_verdict(good, f"c={level}: {tp:.2f} x Flask throughput (target >= 1.3), p99 "
-                                   f"{o['latency_ok_s']['p99']:.2f} s vs Flask {b['latency_ok_s']['p99']:.2f} s"))
+            checks.append(
+                _verdict(
+                    good,
+                    f"c={level}: {tp:.2f} x Flask throughput (target >= 1.3), p99 "
+                    f"{o['latency_ok_s']['p99']:.2f} s vs Flask {b['latency_ok_s']['p99']:.2f} s",
+                )
+            )
     service_s = DEFAULTS.workers / over["throughput_rps"] if over["throughput_rps"] else float("nan")
     bound = (DEFAULTS.max_queue / DEFAULTS.workers + 1) * service_s
     accepted = over["latency_by_status_s"].get("200", {}).get("p99", float("nan"))
     refused = over["latency_by_status_s"].get("503", {})
-    checks.append(_verdict(accepted <= bound and refused.get("p99", 1) < 0.05,
-                           f"4x overload ({over['concurrency']} clients, default max_queue {DEFAULTS.max_queue}): accepted p99 "
-                           f"{accepted:.2f} s (bound {bound:.2f} s = (Q/W+1) x {service_s:.2f} s, the service time W / accepted "
-                           f"throughput during the overload), refusals p99 "
-                           f"{refused.get('p99', float('nan')) * 1000:.0f} ms, max {refused.get('max', float('nan')) * 1000:.0f} ms "
-                           f"(target < 50 ms, measured at the client, which shares the 2 cores); {over['statuses']}"))
-    checks.append(_verdict(memory["peak_rss_mib"] < 1536, f"16 concurrent 12 MP uploads ({memory['upload_bytes'] / 1e6:.1f} MB "
-                           f"each) at default settings: peak RSS {memory['peak_rss_mib']:.0f} MiB (idle {memory['idle_rss_mib']:.0f} MiB; "
-                           f"target < 1536 MiB); {memory['statuses']}"))
+    checks.append(
+        _verdict(
+            accepted <= bound and refused.get("p99", 1) < 0.05,
+            f"4x overload ({over['concurrency']} clients, default max_queue {DEFAULTS.max_queue}): accepted p99 "
+            f"{accepted:.2f} s (bound {bound:.2f} s = (Q/W+1) x {service_s:.2f} s, the service time W / accepted "
+            f"throughput during the overload), refusals p99 "
+            f"{refused.get('p99', float('nan')) * 1000:.0f} ms, max {refused.get('max', float('nan')) * 1000:.0f} ms "
+            f"(target < 50 ms, measured at the client, which shares the 2 cores); {over['statuses']}",
+        )
+    )
+    checks.append(
+        _verdict(
+            memory["peak_rss_mib"] < 1536,
+            f"16 concurrent 12 MP uploads ({memory['upload_bytes'] / 1e6:.1f} MB "
+            f"each) at default settings: peak RSS {memory['peak_rss_mib']:.0f} MiB "
+            f"(idle {memory['idle_rss_mib']:.0f} MiB; "
+            f"target < 1536 MiB); {memory['statuses']}",
+        )
+    )
     return checks
 
 
@@ -295,18 +332,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
-    loopback_only(url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=60).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.3)
-    raise SystemExit(f"{url} did not come up")
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.terminate()
     try:
@@ -316,18 +341,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _rss_mib(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _meta() -> dict[str, object]:
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-        "workers": DEFAULTS.workers, "threads": DEFAULTS.threads,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "workers": DEFAULTS.workers,
+        "threads": DEFAULTS.threads,
     }
 
 
@@ -340,11 +362,14 @@ def _cpu_name() -> str:
 
 def _save(run: dict, report: str) -> None:
     results = BENCH / "RESULTS.md"
-    header = "# Benchmark results\n\nWritten by `python bench/compare.py`, newest run first. Figures from one run are compared with each other only.\n\n"
+    header = (
+        "# Benchmark results\n\nWritten by `python bench/compare.py`, newest run first. "
+        "Figures from one run are compared with each other only.\n\n"
+    )
     previous = results.read_text(encoding="utf-8").removeprefix(header) if results.exists() else ""
     results.write_text(header + report + "\n" + previous, encoding="utf-8")
     (BENCH / "results").mkdir(exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (BENCH / "results" / f"compare-{stamp}.json").write_text(json.dumps(run, indent=2) + "\n")
     print(f"written: {results}")
 

@@ -76,7 +76,9 @@ async def run_load(
             started = time.perf_counter()
             try:
                 response = await client.post(
-                    f"{url}{path}", files={"image": ("photo.jpg", photo)}, data=fields,
+                    f"{url}{path}",
+                    files={"image": ("photo.jpg", photo)},
+                    data=fields,
                     timeout=max(1.0, stop_at - time.monotonic() + 60),
                 )
                 key: str | int = response.status_code
@@ -134,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     form = {"max_side": str(args.max_side)} if args.max_side else None
     summary = asyncio.run(
-        run_load(loopback_only(args.url), load_photos(args.photos, args.photo), args.concurrency, args.requests, args.time_limit, form)
+        run_load(
+            loopback_only(args.url),
+            load_photos(args.photos, args.photo),
+            args.concurrency,
+            args.requests,
+            args.time_limit,
+            form,
+        )
     )
     print(json.dumps(summary, indent=2))
     if args.json:

@@ -1,4 +1,10 @@
-"""Start ``animegan-api serve`` on a free loopback port for a benchmark, and wait until it is ready."""
+"""Local processes for benchmarks and tests: a server on a free loopback port, ready when it answers.
+
+Also reads a process's memory from /proc.
+
+The one place that knows how to do this; ``tests/`` puts this folder on its
+import path and uses it too.
+"""
 
 from __future__ import annotations
 
@@ -15,28 +21,59 @@ import httpx
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def launch(command: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    output = log.open("wb") if log else subprocess.DEVNULL
+    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+def wait_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    *,
+    path: str = "/readyz",
+    timeout_s: float = 120,
+    log: Path | None = None,
+) -> None:
+    """Until ``url + path`` answers 200; raises (with the log) if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(url + path, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    detail = log.read_text(errors="replace")[-4000:] if log and log.exists() else "(no log kept)"
+    raise RuntimeError(f"{url}{path} did not become ready (exit status {process.poll()}):\n{detail}")
 
 
 def start_server(
-    weights: Path, args: list[str], *, log: Path | None = None, env: dict[str, str] | None = None
+    weights: Path,
+    args: list[str],
+    *,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 120,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """The server process and its URL, once ``/readyz`` answers 200 (at most two minutes)."""
+    """``animegan-api serve`` on a free port: the process and its URL, once ``/readyz`` answers 200."""
     port = free_port()
     environment = {**os.environ, "ANIMEGAN_WEIGHTS_DIR": str(weights), **(env or {})}
-    output = log.open("wb") if log else subprocess.DEVNULL
-    process = subprocess.Popen(
-        [sys.executable, "-m", "animegan_api", "serve", "--port", str(port), *args],
-        env=environment, stdout=output, stderr=subprocess.STDOUT,
-    )
+    process = launch([sys.executable, "-m", "animegan_api", "serve", "--port", str(port), *args], environment, log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    process.kill()
-    raise SystemExit(f"server did not start{f'; see {log}' if log else ''}")
+    wait_ready(url, process, timeout_s=timeout_s, log=log)
+    return process, url
+
+
+def status_mib(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure from ``/proc/PID/status`` (VmRSS now, VmHWM the peak), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)

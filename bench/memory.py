@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from animegan_api import imaging
-from animegan_api.styles import load_style
+from animegan_api.predictors import load_style
 from animegan_api.weights import ModelFile, read_spec
 
 def status(field):
@@ -50,7 +50,11 @@ def measure(model: Path, photo: Path, side: int, threads: int, hugepages: bool) 
         env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(model), str(photo), str(side), str(threads)],
-        env=env, capture_output=True, text=True, check=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -67,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     for side in args.sizes:
         for hugepages in (True, False):
             row = measure(model, photo, side, args.threads, hugepages)
-            print(f"{side:>5} {'on' if hugepages else 'off':>10} {row['idle_mib']:>9.0f} {row['peak_mib']:>9.0f} "
-                  f"{row['peak_mib'] - row['idle_mib']:>12.0f} {row['forward_s']:>10.2f}", flush=True)
+            print(
+                f"{side:>5} {'on' if hugepages else 'off':>10} {row['idle_mib']:>9.0f} {row['peak_mib']:>9.0f} "
+                f"{row['peak_mib'] - row['idle_mib']:>12.0f} {row['forward_s']:>10.2f}",
+                flush=True,
+            )
     return 0
 
 

@@ -30,7 +30,8 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from animegan_api import imaging
-from animegan_api.styles import OnnxPredictor, TorchPredictor, psnr
+from animegan_api.precision import psnr
+from animegan_api.predictors import OnnxPredictor, TorchPredictor
 from animegan_api.weights import load_generator, onnx_signature, open_onnx, read_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -100,18 +101,26 @@ def backend_table(args: argparse.Namespace, module: torch.nn.Module) -> list[dic
         for side in args.sizes:
             batch = photo_batch(args.photos, side)
             for backend, run in runners.items():
-                times = time_call(lambda: run(batch), budget_s=args.budget)
+                times = time_call(lambda run=run, batch=batch: run(batch), budget_s=args.budget)
                 median = statistics.median(times)
                 row = {
-                    "backend": backend, "side": side, "threads": threads, "runs": len(times),
-                    "forward_s": round(median, 4), "images_per_s": round(1 / median, 3),
+                    "backend": backend,
+                    "side": side,
+                    "threads": threads,
+                    "runs": len(times),
+                    "forward_s": round(median, 4),
+                    "images_per_s": round(1 / median, 3),
                     "gflop_per_image": round(flops[side] / 1e9, 2),
-                    "gflop_s": round(flops[side] / median / 1e9, 1), "matmul_peak_gflop_s": round(peaks[threads], 1),
+                    "gflop_s": round(flops[side] / median / 1e9, 1),
+                    "matmul_peak_gflop_s": round(peaks[threads], 1),
                 }
                 rows.append(row)
-                print(f"{backend:>12} {side:>5} {threads:>3} {median:>9.3f} {1 / median:>8.2f} "
-                      f"{row['gflop_per_image']:>8} {row['gflop_s']:>8} {row['matmul_peak_gflop_s']:>8} "
-                      f"{100 * row['gflop_s'] / row['matmul_peak_gflop_s']:>5.0f}%", flush=True)
+                print(
+                    f"{backend:>12} {side:>5} {threads:>3} {median:>9.3f} {1 / median:>8.2f} "
+                    f"{row['gflop_per_image']:>8} {row['gflop_s']:>8} {row['matmul_peak_gflop_s']:>8} "
+                    f"{100 * row['gflop_s'] / row['matmul_peak_gflop_s']:>5.0f}%",
+                    flush=True,
+                )
     return rows
 
 
@@ -135,12 +144,20 @@ def experiments(args: argparse.Namespace, module: torch.nn.Module) -> list[dict[
     rows = []
     base = None
     for name, (run, feed) in variants.items():
-        times = time_call(lambda: run(feed), budget_s=args.budget)
+        times = time_call(lambda run=run, feed=feed: run(feed), budget_s=args.budget)
         per_image = statistics.median(times) / feed.shape[0]
         base = base or per_image
         quality = psnr(run(feed)[:1], reference)
-        rows.append({"variant": name, "side": side, "threads": threads, "s_per_image": round(per_image, 4),
-                     "speedup": round(base / per_image, 3), "psnr_db": round(quality, 1)})
+        rows.append(
+            {
+                "variant": name,
+                "side": side,
+                "threads": threads,
+                "s_per_image": round(per_image, 4),
+                "speedup": round(base / per_image, 3),
+                "psnr_db": round(quality, 1),
+            }
+        )
         print(f"{name:>24} {per_image:>9.3f} {base / per_image:>8.2f}x {quality:>8.1f}", flush=True)
     return rows
 
@@ -150,10 +167,14 @@ def _layout(batch: np.ndarray, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _frozen(module: torch.nn.Module, batch: np.ndarray, channels_last: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+def _frozen(
+    module: torch.nn.Module, batch: np.ndarray, channels_last: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.freeze(torch.jit.trace(module if channels_last else _copy(module), _layout(batch, channels_last)))
+        traced = torch.jit.freeze(
+            torch.jit.trace(module if channels_last else _copy(module), _layout(batch, channels_last))
+        )
 
     def run(feed: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -184,8 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--budget", type=float, default=6.0, help="seconds of timed runs per cell (at least 2 runs)")
     parser.add_argument("--experiments", action="store_true", help="also time the torch variants at the first size")
-    parser.add_argument("--bf16", action="store_true",
-                        help="also time bf16 autocast (very slow on CPUs without AVX-512 BF16: minutes per forward)")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also time bf16 autocast (very slow on CPUs without AVX-512 BF16: minutes per forward)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     pt = args.weights / "animeganv2_hayao.pt"
@@ -193,9 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_interop_threads(1)
     module = load_generator(pt, read_spec(pt))
     hugepages = "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")
-    print(f"CPU threads available: {torch.get_num_threads()}; torch {torch.__version__}; "
-          f"malloc huge pages {'on' if hugepages else 'off (serve turns them on: set GLIBC_TUNABLES=glibc.malloc.hugetlb=1)'}")
-    print(f"{'backend':>12} {'side':>5} {'thr':>3} {'forward s':>9} {'img/s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'peak':>8} {'use':>6}")
+    print(
+        f"CPU threads available: {torch.get_num_threads()}; torch {torch.__version__}; "
+        "malloc huge pages "
+        + ("on" if hugepages else "off (serve turns them on: set GLIBC_TUNABLES=glibc.malloc.hugetlb=1)")
+    )
+    print(
+        f"{'backend':>12} {'side':>5} {'thr':>3} {'forward s':>9} {'img/s':>8} "
+        f"{'GFLOP':>8} {'GFLOP/s':>8} {'peak':>8} {'use':>6}"
+    )
     result: dict[str, object] = {"backends": backend_table(args, module)}
     if args.experiments:
         print(f"\n{'variant':>24} {'s/image':>9} {'speedup':>9} {'PSNR dB':>8}")

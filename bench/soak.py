@@ -33,8 +33,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import DEFAULT_PHOTOS, load_photos, run_load  # noqa: E402
-from local_server import start_server  # noqa: E402
+from load import DEFAULT_PHOTOS, load_photos, run_load
+from local_server import start_server, status_mib
 
 MIXED_FORMS = [
     {"max_side": "256", "format": "png"},
@@ -44,15 +44,13 @@ MIXED_FORMS = [
 ]
 
 
-def _rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
-
-
 async def _sample(pid: int, every_s: float, until: float, samples: list[tuple[float, float]], started: float) -> None:
     while time.monotonic() < until:
-        samples.append((round(time.monotonic() - started, 1), round(_rss_mib(pid), 1)))
+        samples.append((round(time.monotonic() - started, 1), round(status_mib(pid), 1)))
         await asyncio.sleep(every_s)
+
+
+DEFAULT_LOG = Path(__file__).resolve().parent / "results" / "soak-server.log"
 
 
 def soak(
@@ -64,7 +62,7 @@ def soak(
     max_growth_mib: float = 100.0,
     photos_dir: Path = DEFAULT_PHOTOS,
     photo_names: list[str] | None = None,
-    log: Path = Path(__file__).resolve().parent / "results" / "soak-server.log",
+    log: Path = DEFAULT_LOG,
     warmup_cycles: int = 2,
 ) -> dict[str, object]:
     """Run the warm-up cycles, then the soak; the summary says whether memory stayed within the bound."""
@@ -73,18 +71,29 @@ def soak(
     log.parent.mkdir(parents=True, exist_ok=True)
     process, url = start_server(
         weights,
-        ["--workers", str(workers), "--max-queue", str(2 * workers), "--default-style", "animeganv2_hayao", "--log-level", "warning"],
+        [
+            "--workers",
+            str(workers),
+            "--max-queue",
+            str(2 * workers),
+            "--default-style",
+            "animeganv2_hayao",
+            "--log-level",
+            "warning",
+        ],
         # glibc arenas capped so memory settles within the warm-up (see the module docstring)
-        log=log, env={"ANIMEGAN_RATE_LIMIT_ENABLED": "false", "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
+        log=log,
+        env={"ANIMEGAN_RATE_LIMIT_ENABLED": "false", "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")},
     )
     samples: list[tuple[float, float]] = []
     try:
+
         async def phase(requests: int, seconds: float) -> dict[str, object]:
             started = time.monotonic()
             sampler = asyncio.create_task(_sample(process.pid, sample_s, started + seconds, samples, started))
             load = await run_load(url, photos, 2 * workers, requests, seconds, MIXED_FORMS)
             sampler.cancel()
-            samples.append((round(time.monotonic() - started, 1), round(_rss_mib(process.pid), 1)))
+            samples.append((round(time.monotonic() - started, 1), round(status_mib(process.pid), 1)))
             return load
 
         warmup = asyncio.run(phase(cycle, 3600))
@@ -132,8 +141,13 @@ def main() -> int:
     parser.add_argument("--max-growth-mib", type=float, default=100.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    summary = soak(args.weights, duration_s=args.duration, workers=args.workers,
-                   sample_s=args.sample_s, max_growth_mib=args.max_growth_mib)
+    summary = soak(
+        args.weights,
+        duration_s=args.duration,
+        workers=args.workers,
+        sample_s=args.sample_s,
+        max_growth_mib=args.max_growth_mib,
+    )
     for t, rss in summary["samples"]:  # type: ignore[union-attr]
         print(f"{t:8.1f} s  {rss:8.1f} MiB")
     print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=2))

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import DEFAULT_PHOTOS, load_photos, run_load  # noqa: E402
-from local_server import start_server  # noqa: E402
+from load import DEFAULT_PHOTOS, load_photos, run_load
+from local_server import start_server
 
 LAYOUTS = ((1, 1), (1, 2), (2, 1), (2, 2))
 SQUARE_PHOTOS = ["food_01.jpg", "street_05.jpg"]  # both 512x512: identical work per request
@@ -44,8 +44,11 @@ def main() -> int:
             process.terminate()
             process.wait(timeout=60)
         lat = summary["latency_ok_s"]
-        print(f"{workers:>2} x {threads:<2} {concurrency:>5} {summary['throughput_rps']:>7.3f} "
-              f"{lat['p50']:>7.2f} {lat['p99']:>7.2f}  {summary['statuses']}", flush=True)
+        print(
+            f"{workers:>2} x {threads:<2} {concurrency:>5} {summary['throughput_rps']:>7.3f} "
+            f"{lat['p50']:>7.2f} {lat['p99']:>7.2f}  {summary['statuses']}",
+            flush=True,
+        )
     return 0
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import hypothesis
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -18,6 +21,10 @@ from PIL import Image
 from animegan_api.app import create_app
 from animegan_api.config import Settings
 from animegan_api.model import Generator
+from animegan_api.predictors import load_style
+from animegan_api.weights import ModelFile, read_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # local_server: helpers shared with bench/
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
@@ -66,7 +73,13 @@ def save_onnx_generator(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, example, str(path), dynamo=False, opset_version=17, input_names=["input"], output_names=["output"],
+            module,
+            example,
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
             dynamic_axes={"input": axes, "output": axes},
         )
     if sidecar is not None:
@@ -74,10 +87,38 @@ def save_onnx_generator(
     return path
 
 
-def picture_bytes(size: tuple[int, int] = (64, 48), fmt: str = "PNG", mode: str = "RGB", color: Any = (200, 80, 40)) -> bytes:
+def picture_bytes(
+    size: tuple[int, int] = (64, 48), fmt: str = "PNG", mode: str = "RGB", color: Any = (200, 80, 40)
+) -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, color).save(buffer, fmt)
     return buffer.getvalue()
+
+
+def upload(data: bytes, name: str = "photo.png") -> dict[str, Any]:
+    """The multipart ``files`` for one picture in the ``image`` field."""
+    return {"image": (name, data, "application/octet-stream")}
+
+
+def expect_error(response: Any, status: int, code: str) -> str:
+    """Assert the one JSON error shape with this status and code; the message, for further checks."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code
+    message: str = body["error"]["message"]
+    return message
+
+
+def swap_predictor(client: AppClient, predictor: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Serve every loaded style with ``predictor`` instead of its model."""
+    for entry in client.app.state.services.registry.entries.values():
+        assert entry.loaded is not None
+        entry.loaded = dataclasses.replace(entry.loaded, predictor=predictor)
+
+
+def load_file(path: Path, **options: Any) -> Any:
+    """A model file loaded and warmed as the registry would (small warm-up)."""
+    return load_style(ModelFile(path, read_spec(path)), threads=1, warmup_side=32, **options)
 
 
 @pytest.fixture
@@ -104,7 +145,7 @@ def make_client() -> Callable[[Settings], Any]:
     """Run the real app (lifespan included) behind an ``httpx.AsyncClient``."""
 
     def start(settings: Settings) -> Any:
-        return _running_client(settings)
+        return serving(settings)
 
     return start
 
@@ -117,7 +158,9 @@ class AppClient(httpx.AsyncClient):
         self.app = app
 
 
-class _running_client:
+class serving:
+    """The real app, lifespan included, behind an ``AppClient``: ``async with serving(settings) as client``."""
+
     def __init__(self, settings: Settings) -> None:
         self.app = create_app(settings)
         self._lifespan = self.app.router.lifespan_context(self.app)
@@ -147,3 +190,14 @@ def shared() -> Path:
     if os.environ.get("ANIMEGAN_REQUIRE_REAL_WEIGHTS") == "1":
         pytest.fail(message + " (ANIMEGAN_REQUIRE_REAL_WEIGHTS=1)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """ONNX exports of the seed-0 random generator, made once: NCHW, NHWC, and NHWC needing heights of 16k."""
+    folder = tmp_path_factory.mktemp("onnx")
+    return {
+        "nchw": save_onnx_generator(folder / "nchw.onnx"),
+        "nhwc": save_onnx_generator(folder / "nhwc.onnx", nhwc=True),
+        "nhwc16": save_onnx_generator(folder / "nhwc16.onnx", nhwc=True, multiple_of_16=True),
+    }

@@ -40,7 +40,12 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 256)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 256))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _huge_exif_jpeg() -> bytes:
@@ -74,8 +79,11 @@ def _image(payload: bytes, filename: str = "photo.bin") -> list[tuple[str, tuple
 def _raw_multipart(disposition_extra: bytes, payload: bytes) -> bytes:
     """A hand-made multipart body, for bytes an HTTP client library would refuse to send."""
     return (
-        b'--corpus\r\nContent-Disposition: form-data; name="image"; ' + disposition_extra
-        + b"\r\nContent-Type: image/jpeg\r\n\r\n" + payload + b"\r\n--corpus--\r\n"
+        b'--corpus\r\nContent-Disposition: form-data; name="image"; '
+        + disposition_extra
+        + b"\r\nContent-Type: image/jpeg\r\n\r\n"
+        + payload
+        + b"\r\n--corpus--\r\n"
     )
 
 
@@ -86,8 +94,12 @@ def build() -> list[Case]:
         Case("empty body", 422, content=b"", headers={"content-type": "multipart/form-data; boundary=x"}),
         Case("no body at all", 422),
         Case("zero-byte file", 415, _image(b"")),
-        Case("random bytes behind a JPEG magic", 400, _image(b"\xff\xd8\xff\xe0" + np.random.default_rng(1).bytes(4000))),
-        Case("random bytes behind a PNG magic", 400, _image(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(2).bytes(4000))),
+        Case(
+            "random bytes behind a JPEG magic", 400, _image(b"\xff\xd8\xff\xe0" + np.random.default_rng(1).bytes(4000))
+        ),
+        Case(
+            "random bytes behind a PNG magic", 400, _image(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(2).bytes(4000))
+        ),
         Case("decompression bomb PNG 100000x100000", 413, _image(png_bomb())),
         Case("JPEG with a 60 KB EXIF block", 200, _image(_huge_exif_jpeg())),
         Case("1x1 picture", 200, _image(_save(Image.new("RGB", (1, 1), "red"), "PNG"))),
@@ -102,9 +114,15 @@ def build() -> list[Case]:
         Case("PSD header", 415, _image(b"8BPS\x00\x01" + b"\x00" * 200)),
         Case("FITS header", 415, _image(b"SIMPLE  =                    T" + b" " * 2850)),
         Case("wrong field name", 422, [("picture", ("x.jpg", jpeg, "image/jpeg"))]),
-        Case("two image parts", 422, [("image", ("a.jpg", jpeg, "image/jpeg")), ("image", ("b.png", png, "image/png"))]),
-        Case("non-UTF-8 filename", 200, content=_raw_multipart(b'filename="caf\xe9\xff.jpg"', jpeg),
-             headers={"content-type": "multipart/form-data; boundary=corpus"}),
+        Case(
+            "two image parts", 422, [("image", ("a.jpg", jpeg, "image/jpeg")), ("image", ("b.png", png, "image/png"))]
+        ),
+        Case(
+            "non-UTF-8 filename",
+            200,
+            content=_raw_multipart(b'filename="caf\xe9\xff.jpg"', jpeg),
+            headers={"content-type": "multipart/form-data; boundary=corpus"},
+        ),
         Case("path traversal style", 404, _image(jpeg), {"style": "../../etc/passwd"}),
         Case("huge max_side", 422, _image(jpeg), {"max_side": "9" * 40}),
         Case("negative max_side", 422, _image(jpeg), {"max_side": "-5"}),

@@ -1,50 +1,28 @@
-"""A real ``animegan-api serve`` process on a free loopback port, for end-to-end tests."""
+"""A real ``animegan-api serve`` process on a free loopback port, and raw-socket clients for it."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from local_server import start_server, status_mib
 
 
 class Server:
-    def __init__(self, weights: Path, log: Path, *args: str, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        environment = {**os.environ, "ANIMEGAN_WEIGHTS_DIR": str(weights), "ANIMEGAN_WARMUP_SIDE": "64", **env}
-        command = [sys.executable, "-m", "animegan_api", "serve", "--port", str(self.port), *args]
-        self.process = subprocess.Popen(command, env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        self._wait_ready()
+    """``animegan-api serve`` for one test, on its own port, with its log kept for the failure message."""
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("server did not become ready:\n" + self.log.read_text())
+    def __init__(self, weights: Path, log: Path, *args: str, **env: str) -> None:
+        self.log = log
+        self.process, self.url = start_server(
+            weights, list(args), log=log, env={"ANIMEGAN_WARMUP_SIDE": "64", **env}, timeout_s=90
+        )
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     def rss_bytes(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
+        return int(status_mib(self.process.pid) * 1024 * 1024)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -60,9 +38,13 @@ def raw_request(port: int, head: bytes, body: bytes = b"") -> socket.socket:
 
 def multipart_post(port: int, data: bytes, boundary: str = "liveboundary") -> socket.socket:
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.jpg\"\r\n"
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     head = (
         f"POST /v1/transform HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -73,12 +55,14 @@ def multipart_post(port: int, data: bytes, boundary: str = "liveboundary") -> so
 def multipart_request(data: bytes, fields: dict[str, str] | None = None, boundary: str = "liveboundary") -> bytes:
     """A complete ``POST /v1/transform`` with ``Connection: close``, built once and replayed."""
     parts = [
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode()
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
         for name, value in (fields or {}).items()
     ]
     parts.append(
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"x.jpg\"\r\n"
-        "Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n".encode()
+        + data
+        + b"\r\n"
     )
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     head = (

@@ -8,32 +8,32 @@ import pytest
 import torch
 from PIL import Image
 
-from animegan_api.app import create_app
+from animegan_api.app import create_app, services_of
 from animegan_api.config import Settings
 from animegan_api.weights import WeightsError
+from conftest import AppClient
 
 
 def test_creating_the_app_loads_nothing(settings_for: Callable[..., Settings]) -> None:
     app = create_app(settings_for())
-    assert app.state.ready is False
-    assert app.state.registry.entries == {}
-    assert not hasattr(app.state, "engine")
+    assert services_of(app) is None
 
 
 async def test_lifespan_loads_warms_and_tears_down(settings_for: Callable[..., Settings]) -> None:
     app = create_app(settings_for(threads=1, workers=2, max_pixels=12_345_678))
     async with app.router.lifespan_context(app):
         assert Image.MAX_IMAGE_PIXELS == 12_345_678  # Pillow's bomb guard follows the setting
-        assert app.state.ready is True
-        assert app.state.registry.names == ["random"]
-        loaded = app.state.registry.entries["random"].loaded
+        services = services_of(app)
+        assert services is not None and services.ready is True
+        assert services.registry.names == ["random"]
+        loaded = services.registry.entries["random"].loaded
         assert loaded.load_s > 0 and loaded.size_multiple == 4
         assert torch.get_num_threads() == 1
-        engine = app.state.engine
-        assert engine.workers == 2
-    assert app.state.ready is False
-    with pytest.raises(RuntimeError):
-        engine._executor.submit(print)  # shut down
+        assert services.engine.workers == 2
+        ticket = services.engine.admit()
+    assert services.ready is False
+    with ticket, pytest.raises(RuntimeError, match="shutdown"):
+        await services.engine.run(ticket, print)  # the pool is shut down
 
 
 async def test_configured_default_style_must_exist(settings_for: Callable[..., Settings]) -> None:
@@ -43,9 +43,25 @@ async def test_configured_default_style_must_exist(settings_for: Callable[..., S
             pass
 
 
-async def test_one_bad_file_does_not_block_the_others(weights_dir: Path, make_client: Any, settings_for: Callable[..., Settings]) -> None:
+async def test_one_bad_file_does_not_block_the_others(
+    weights_dir: Path, make_client: Any, settings_for: Callable[..., Settings]
+) -> None:
     (weights_dir / "zzz.pt").write_bytes(b"\x00" * 10)
     async with make_client(settings_for()) as client:
         assert (await client.get("/readyz")).status_code == 200
-        assert client.app.state.registry.entries["zzz"].error is not None
-        assert client.app.state.registry.names == ["random"]
+        assert client.app.state.services.registry.entries["zzz"].error is not None
+        assert client.app.state.services.registry.names == ["random"]
+
+
+async def test_openapi_documents_every_status(client: AppClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    transform = schema["paths"]["/v1/transform"]["post"]
+    assert {"200", "400", "404", "413", "415", "422", "429", "500", "503", "504"} <= set(transform["responses"])
+    assert set(transform["responses"]["200"]["content"]) == {"image/png", "image/jpeg", "image/webp"}
+    form = schema["components"]["schemas"][
+        transform["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"].split("/")[-1]
+    ]
+    assert {"image", "style", "max_side", "keep_size", "format", "quality"} <= set(form["properties"])
+    assert {"/v1/styles", "/healthz", "/readyz"} <= set(schema["paths"])
+    assert "non-commercial" in schema["info"]["description"]
+    assert (await client.get("/docs")).status_code == 200

@@ -12,8 +12,8 @@ from PIL import Image
 from conftest import picture_bytes, save_random_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import baseline_flask  # noqa: E402
-import compare  # noqa: E402
+import baseline_flask
+import compare
 
 
 def test_flask_baseline_converts_to_512_png_and_refuses_a_missing_field(tmp_path: Path) -> None:
@@ -29,8 +29,14 @@ def test_flask_baseline_converts_to_512_png_and_refuses_a_missing_field(tmp_path
 
 def _summary(throughput: float, p50: float, p99: float, statuses: dict[str, int] | None = None) -> dict:
     latency = {"p50": p50, "p90": p99, "p99": p99, "max": p99}
-    return {"throughput_rps": throughput, "latency_ok_s": latency, "statuses": statuses or {"200": 10},
-            "latency_by_status_s": {"200": latency}, "concurrency": 36, "wall_s": 60.0}
+    return {
+        "throughput_rps": throughput,
+        "latency_ok_s": latency,
+        "statuses": statuses or {"200": 10},
+        "latency_by_status_s": {"200": latency},
+        "concurrency": 36,
+        "wall_s": 60.0,
+    }
 
 
 def _run(ours_tp: float, flask_tp: float, refusal_p99: float) -> dict:
@@ -38,18 +44,33 @@ def _run(ours_tp: float, flask_tp: float, refusal_p99: float) -> dict:
     overload = _summary(0.4, 10.0, 20.0, {"200": 24, "503": 300})
     overload["latency_by_status_s"]["503"] = {"p50": 0.005, "p90": 0.01, "p99": refusal_p99, "max": refusal_p99}
     return {
-        "meta": {"date": "2026-11-28 12:00 UTC", "cpu": "Test CPU", "cores": 2, "torch": "2.13.0", "python": "3.11",
-                 "workers": 1, "threads": 2, "wall_s": 600.0},
+        "meta": {
+            "date": "2026-11-28 12:00 UTC",
+            "cpu": "Test CPU",
+            "cores": 2,
+            "torch": "2.13.0",
+            "python": "3.11",
+            "workers": 1,
+            "threads": 2,
+            "wall_s": 600.0,
+        },
         "raw": {"1": raw, "8": raw, "all": raw},
         "ours": {"1": _summary(0.49, 2.01, 2.1), "8": _summary(ours_tp, 16.0, 18.0)},
         "baseline": {"1": _summary(0.3, 3.3, 3.5), "8": _summary(flask_tp, 22.0, 27.0, {"200": 8, "504": 2})},
         "overload": overload,
-        "memory": {"upload_bytes": 1_500_000, "idle_rss_mib": 330.0, "peak_rss_mib": 980.0, "statuses": {"200": 9, "503": 7}},
+        "memory": {
+            "upload_bytes": 1_500_000,
+            "idle_rss_mib": 330.0,
+            "peak_rss_mib": 980.0,
+            "statuses": {"200": 9, "503": 7},
+        },
     }
 
 
 @pytest.mark.parametrize(("ours_tp", "flask_tp", "refusal_p99", "missed"), [(0.49, 0.3, 0.02, 0), (0.4, 0.35, 0.2, 3)])
-def test_report_tables_the_levels_and_judges_every_target(ours_tp: float, flask_tp: float, refusal_p99: float, missed: int) -> None:
+def test_report_tables_the_levels_and_judges_every_target(
+    ours_tp: float, flask_tp: float, refusal_p99: float, missed: int
+) -> None:
     report = compare.render(_run(ours_tp, flask_tp, refusal_p99))
     assert report.startswith("## 2026-11-28 12:00 UTC: Test CPU, 2 cores")
     assert "| 8 | 0.500 |" in report and "2 x 504" in report

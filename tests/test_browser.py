@@ -13,8 +13,14 @@ from live import Server
 pytestmark = [pytest.mark.e2e, pytest.mark.real_weights]
 PHONE = {"width": 390, "height": 844}
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -46,7 +52,9 @@ def test_demo_page_converts_a_photo_on_a_phone_sized_screen(shared: Path, tmp_pa
             page.set_input_files("#file", str(shared / "photos" / "landscape_01.jpg"))
             page.click("#go")
             page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-            page.wait_for_function("document.getElementById('after').complete && document.getElementById('after').naturalWidth > 0")
+            page.wait_for_function(
+                "document.getElementById('after').complete && document.getElementById('after').naturalWidth > 0"
+            )
             assert page.is_hidden("#progress") and page.is_hidden("#error")
             size = page.eval_on_selector("#after", "img => [img.naturalWidth, img.naturalHeight]")
             assert size == [256, 128]  # 1280x672 at 256, rounded down to multiples of 8

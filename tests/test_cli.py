@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from animegan_api.cli import main
+from animegan_api.pull import packaged_manifest
 from conftest import picture_bytes, save_random_generator
 
 
@@ -25,7 +26,9 @@ def test_styles_reports_bad_sidecars_with_exit_1(weights_dir: Path, capsys: pyte
     assert "field 'layout'" in capsys.readouterr().out
 
 
-def test_convert_files_and_folders_reports_bad_files(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_files_and_folders_reports_bad_files(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     inputs = tmp_path / "in"
     (inputs / "nested").mkdir(parents=True)
     (inputs / "a.jpg").write_bytes(picture_bytes((90, 60), "JPEG"))
@@ -34,7 +37,20 @@ def test_convert_files_and_folders_reports_bad_files(weights_dir: Path, tmp_path
     single = tmp_path / "c.webp"
     single.write_bytes(picture_bytes((30, 50), "WEBP"))
     out = tmp_path / "out"
-    code = main(["convert", str(inputs), str(single), "-o", str(out), "--weights-dir", str(weights_dir), "--format", "jpeg", "--keep-size"])
+    code = main(
+        [
+            "convert",
+            str(inputs),
+            str(single),
+            "-o",
+            str(out),
+            "--weights-dir",
+            str(weights_dir),
+            "--format",
+            "jpeg",
+            "--keep-size",
+        ]
+    )
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.jpg", "c.jpg"]
     assert Image.open(out / "a.jpg").size == (90, 60)
@@ -42,7 +58,9 @@ def test_convert_files_and_folders_reports_bad_files(weights_dir: Path, tmp_path
     assert "converted 3, skipped 0 existing, failed 1" in err and "broken.jpg" in err
 
 
-def test_convert_never_overwrites_without_the_flag(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_never_overwrites_without_the_flag(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = tmp_path / "a.png"
     source.write_bytes(picture_bytes())
     out = tmp_path / "out"
@@ -55,7 +73,12 @@ def test_convert_never_overwrites_without_the_flag(weights_dir: Path, tmp_path: 
 
 
 def test_convert_unknown_style_exits_2(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["convert", str(tmp_path), "-o", str(tmp_path / "o"), "--weights-dir", str(weights_dir), "--style", "nope"]) == 2
+    assert (
+        main(
+            ["convert", str(tmp_path), "-o", str(tmp_path / "o"), "--weights-dir", str(weights_dir), "--style", "nope"]
+        )
+        == 2
+    )
     assert "available: random" in capsys.readouterr().err
 
 
@@ -73,7 +96,7 @@ def test_weights_pull_offline_fails_clearly(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_weights_pull_unknown_name_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["weights", "pull", "nope", "--manifest", str(Path(__file__).parents[1] / "weights" / "manifest.json")]) == 2
+    assert main(["weights", "pull", "nope", "--manifest", str(packaged_manifest())]) == 2
     assert "known: face_paint_512_v2" in capsys.readouterr().err
 
 
@@ -83,7 +106,9 @@ def test_serve_rejects_a_bad_setting(monkeypatch: pytest.MonkeyPatch, capsys: py
     assert "ANIMEGAN_MAX_QUEUE" in capsys.readouterr().err
 
 
-def test_convert_with_several_workers_and_name_collisions(weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_with_several_workers_and_name_collisions(
+    weights_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     inputs = tmp_path / "in"
     (inputs / "b").mkdir(parents=True)
     for i in range(6):
@@ -97,3 +122,13 @@ def test_convert_with_several_workers_and_name_collisions(weights_dir: Path, tmp
     err = capsys.readouterr().err
     assert "converted 6, skipped 0 existing, failed 1" in err and "img/s" in err
     assert "collision" in err and "p0.png would overwrite the output of" in err
+
+
+def test_weights_pull_finds_the_packaged_manifest_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no weights/manifest.json here: the one inside the package is used
+    assert main(["weights", "pull", "nope", "--weights-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "unreadable manifest" not in error
+    assert "not in" in error and "face_paint_512_v2" in error

@@ -48,7 +48,9 @@ def test_environment_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
         ("ANIMEGAN_LOG_LEVEL", "loud", "log_level"),
     ],
 )
-def test_bad_values_fail_naming_the_setting(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str) -> None:
+def test_bad_values_fail_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ValidationError) as info:
         Settings()

@@ -9,14 +9,13 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from live import free_port
+from local_server import free_port, launch, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -46,7 +45,8 @@ def test_hadolint_passes() -> None:
 def test_kubernetes_manifests_validate_strictly() -> None:
     result = subprocess.run(
         [str(BIN / "kubernetes-validate"), "--strict", "--kubernetes-version", "1.30.0", *map(str, MANIFESTS)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert {m.name for m in MANIFESTS} >= {"deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"}
@@ -59,7 +59,11 @@ def test_manifests_agree_with_the_service() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     workers, threads = int(env["ANIMEGAN_WORKERS"]), int(env["ANIMEGAN_THREADS"])
     assert env["OMP_NUM_THREADS"] == env["ANIMEGAN_THREADS"]
-    assert float(container["resources"]["requests"]["cpu"]) == float(container["resources"]["limits"]["cpu"]) == workers * threads
+    assert (
+        float(container["resources"]["requests"]["cpu"])
+        == float(container["resources"]["limits"]["cpu"])
+        == workers * threads
+    )
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     drain = float(env["ANIMEGAN_DRAIN_TIMEOUT_S"])
@@ -94,23 +98,21 @@ def test_the_image_entrypoint_runs_outside_docker(shared: Path, tmp_path: Path) 
     entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", _dockerfile(), re.M).group(1))
     assert entrypoint == ["animegan-api", "serve", "--host", "0.0.0.0"]
     port = free_port()
-    env = {**os.environ, **_dockerfile_env(), "ANIMEGAN_WEIGHTS_DIR": str(shared / "models"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        **_dockerfile_env(),
+        "ANIMEGAN_WEIGHTS_DIR": str(shared / "models"),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
     log = tmp_path / "server.log"
-    process = subprocess.Popen([*entrypoint, "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    process = launch([*entrypoint, "--port", str(port)], env, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.3)
+        wait_ready(url, process, timeout_s=90, log=log)
         photo = (shared / "photos" / "face_02.jpg").read_bytes()
-        response = httpx.post(f"{url}/v1/transform", files={"image": ("f.jpg", photo)}, data={"max_side": "256"}, timeout=60)
+        response = httpx.post(
+            f"{url}/v1/transform", files={"image": ("f.jpg", photo)}, data={"max_side": "256"}, timeout=60
+        )
         assert response.status_code == 200
         assert "animegan_inference_seconds_count" in httpx.get(f"{url}/metrics").text
     finally:

@@ -31,12 +31,19 @@ def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 @pytest.mark.real_weights
 def test_real_photo_over_real_http(server: Server, shared: Path) -> None:
     data = (shared / "photos" / "face_05.jpg").read_bytes()
-    response = httpx.post(f"{server.url}/v1/transform", files={"image": ("face.jpg", data)}, data={"max_side": "256"}, timeout=60)
+    response = httpx.post(
+        f"{server.url}/v1/transform", files={"image": ("face.jpg", data)}, data={"max_side": "256"}, timeout=60
+    )
     assert response.status_code == 200
     assert Image.open(io.BytesIO(response.content)).size == (256, 252)
     assert "server" not in response.headers
     styles = httpx.get(f"{server.url}/v1/styles").json()["styles"]
-    assert [s["name"] for s in styles] == ["animeganv2_hayao", "animeganv3_cute", "animeganv3_hayao", "animeganv3_shinkai"]
+    assert [s["name"] for s in styles] == [
+        "animeganv2_hayao",
+        "animeganv3_cute",
+        "animeganv3_hayao",
+        "animeganv3_shinkai",
+    ]
     assert all(s["loaded"] and s["available"] for s in styles)
 
 

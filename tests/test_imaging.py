@@ -28,7 +28,9 @@ def _png_header_only(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(
@@ -162,10 +164,13 @@ def test_decompression_bomb_header_is_refused_quickly() -> None:
     started = time.perf_counter()
     with pytest.raises(imaging.ImageTooLarge):
         imaging.prepare(bomb, **LIMITS)
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 1.0  # milliseconds from the header; decoding 10^10 pixels would take minutes
 
 
-@pytest.mark.parametrize("data", [b"", b"hello world", b"%PDF-1.4\n...", b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"PK\x03\x04" + b"\0" * 40])
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"hello world", b"%PDF-1.4\n...", b"<svg xmlns='http://www.w3.org/2000/svg'/>", b"PK\x03\x04" + b"\0" * 40],
+)
 def test_non_pictures_are_unsupported(data: bytes) -> None:
     with pytest.raises(imaging.UnsupportedImage):
         imaging.prepare(data, **LIMITS)
@@ -239,11 +244,20 @@ def pictures(draw: st.DrawFn) -> tuple[bytes, tuple[int, int], bool]:
     return _save(image, fmt), size, mode in _HAS_ALPHA
 
 
-@given(picture=pictures(), max_side=st.integers(16, 400), multiple=st.sampled_from([1, 4, 8, 16]),
-       fmt=st.sampled_from(["png", "jpeg", "webp"]), keep_size=st.booleans())
+@given(
+    picture=pictures(),
+    max_side=st.integers(16, 400),
+    multiple=st.sampled_from([1, 4, 8, 16]),
+    fmt=st.sampled_from(["png", "jpeg", "webp"]),
+    keep_size=st.booleans(),
+)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_any_picture_round_trips_with_the_promised_size_and_mode(
-    picture: tuple[bytes, tuple[int, int], bool], max_side: int, multiple: int, fmt: imaging.OutputFormat, keep_size: bool
+    picture: tuple[bytes, tuple[int, int], bool],
+    max_side: int,
+    multiple: int,
+    fmt: imaging.OutputFormat,
+    keep_size: bool,
 ) -> None:
     data, size, has_alpha = picture
     prepared = imaging.prepare(data, max_pixels=10**6, max_side=max_side, multiple=multiple)

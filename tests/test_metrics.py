@@ -17,13 +17,15 @@ from conftest import picture_bytes
 
 def _value(text: str, name: str, **labels: str) -> float:
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
+        named = line.startswith(name + "{") or line.startswith(name + " ")
+        if named and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} {labels} not in metrics")
 
 
-async def test_metrics_show_the_listed_series_after_requests(make_client: Any, settings_for: Callable[..., Settings]) -> None:
+async def test_metrics_show_the_listed_series_after_requests(
+    make_client: Any, settings_for: Callable[..., Settings]
+) -> None:
     async with make_client(settings_for(rate_limit_enabled=True, rate_limit="3/minute", max_pixels=5000)) as client:
         assert (await client.post("/v1/transform", files={"image": ("p.png", picture_bytes())})).status_code == 200
         await client.post("/v1/transform", files={"image": ("x", b"junk")})
@@ -53,9 +55,13 @@ async def test_unknown_paths_do_not_make_new_label_values(client: httpx.AsyncCli
     assert "/random/1" not in text
 
 
-async def test_one_access_line_per_request_with_its_facts(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+async def test_one_access_line_per_request_with_its_facts(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.INFO, logger="animegan_api.access"):
-        await client.post("/v1/transform", files={"image": ("p.png", picture_bytes((70, 50)))}, headers={"x-request-id": "req-42"})
+        await client.post(
+            "/v1/transform", files={"image": ("p.png", picture_bytes((70, 50)))}, headers={"x-request-id": "req-42"}
+        )
     lines = [r for r in caplog.records if r.name == "animegan_api.access"]
     assert len(lines) == 1
     fields = lines[0].fields

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from animegan_api.config import Settings
-from conftest import picture_bytes
+from conftest import expect_error, picture_bytes
 
 KEYED = {"api_keys": "alpha-key, beta-key"}
 
@@ -28,12 +28,16 @@ async def test_keys_are_required_on_v1_only(make_client: Any, settings_for: Call
         assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "forbidden"
         assert (await client.get("/v1/styles", headers={"authorization": "Bearer alpha-key"})).status_code == 200
         assert (await client.get("/v1/styles", headers={"x-api-key": "beta-key"})).status_code == 200
-        assert (await client.post("/v1/transform", files=_files(), headers={"x-api-key": "beta-key"})).status_code == 200
+        assert (
+            await client.post("/v1/transform", files=_files(), headers={"x-api-key": "beta-key"})
+        ).status_code == 200
         for open_path in ("/healthz", "/readyz", "/openapi.json"):
             assert (await client.get(open_path)).status_code == 200
 
 
-async def test_keys_can_come_from_a_file(tmp_path: Path, make_client: Any, settings_for: Callable[..., Settings]) -> None:
+async def test_keys_can_come_from_a_file(
+    tmp_path: Path, make_client: Any, settings_for: Callable[..., Settings]
+) -> None:
     keys = tmp_path / "keys.txt"
     keys.write_text("from-file\n\n  spaced  \n")
     async with make_client(settings_for(api_keys_file=keys)) as client:
@@ -47,20 +51,14 @@ def test_a_missing_keys_file_fails_at_startup(tmp_path: Path) -> None:
         Settings(api_keys_file=tmp_path / "absent")
 
 
-async def test_keys_never_reach_the_log(make_client: Any, settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+async def test_keys_never_reach_the_log(
+    make_client: Any, settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
     async with make_client(settings_for(**KEYED, log_level="debug")) as client:
         await client.get("/v1/styles", headers={"x-api-key": "alpha-key"})
         await client.get("/v1/styles", headers={"x-api-key": "wrong-secret"})
     assert "alpha-key" not in caplog.text and "wrong-secret" not in caplog.text
     assert "alpha-key" not in repr(settings_for(**KEYED))
-
-
-async def test_admin_needs_the_admin_key_when_api_keys_are_on(make_client: Any, settings_for: Callable[..., Settings]) -> None:
-    async with make_client(settings_for(**KEYED)) as client:
-        refused = await client.post("/v1/admin/reload", headers={"x-api-key": "alpha-key"})
-        assert refused.status_code == 403 and "ANIMEGAN_ADMIN_KEY" in refused.json()["error"]["message"]
-    async with make_client(settings_for(**KEYED, admin_key="root")) as client:
-        assert (await client.post("/v1/admin/reload", headers={"x-api-key": "root"})).status_code == 200
 
 
 async def test_rate_limit_is_per_key_when_keys_are_on(make_client: Any, settings_for: Callable[..., Settings]) -> None:
@@ -70,24 +68,34 @@ async def test_rate_limit_is_per_key_when_keys_are_on(make_client: Any, settings
     assert alpha == [200, 200, 429] and beta == [200, 200]
 
 
-async def test_rate_limit_is_per_address_and_ignores_forwarded_for_by_default(make_client: Any, settings_for: Callable[..., Settings]) -> None:
+async def test_rate_limit_is_per_address_and_ignores_forwarded_for_by_default(
+    make_client: Any, settings_for: Callable[..., Settings]
+) -> None:
     async with make_client(settings_for(rate_limit_enabled=True, rate_limit="2/minute")) as client:
         codes = [
-            (await client.get("/v1/styles", headers={"x-forwarded-for": f"198.51.100.{i}"})).status_code for i in range(3)
+            (await client.get("/v1/styles", headers={"x-forwarded-for": f"198.51.100.{i}"})).status_code
+            for i in range(3)
         ]
     assert codes == [200, 200, 429]  # a spoofed header does not buy a fresh budget
 
 
 async def test_forwarded_for_counts_when_trusted(make_client: Any, settings_for: Callable[..., Settings]) -> None:
-    async with make_client(settings_for(rate_limit_enabled=True, rate_limit="2/minute", trust_forwarded_for=True)) as client:
-        first = [(await client.get("/v1/styles", headers={"x-forwarded-for": "198.51.100.1, 10.0.0.1"})).status_code for _ in range(3)]
+    async with make_client(
+        settings_for(rate_limit_enabled=True, rate_limit="2/minute", trust_forwarded_for=True)
+    ) as client:
+        first = [
+            (await client.get("/v1/styles", headers={"x-forwarded-for": "198.51.100.1, 10.0.0.1"})).status_code
+            for _ in range(3)
+        ]
         other = (await client.get("/v1/styles", headers={"x-forwarded-for": "198.51.100.2"})).status_code
         admin = await client.post("/v1/admin/reload", headers={"x-forwarded-for": "198.51.100.3"})
     assert first == [200, 200, 429] and other == 200
     assert admin.status_code == 403  # behind a proxy, loopback peers are not loopback clients
 
 
-async def test_refusals_discard_the_upload_within_the_cap(make_client: Any, settings_for: Callable[..., Settings]) -> None:
+async def test_refusals_discard_the_upload_within_the_cap(
+    make_client: Any, settings_for: Callable[..., Settings]
+) -> None:
     """A refused upload is discarded unparsed (so closing never resets the connection), never past the cap."""
     chunks_read = 0
 
@@ -98,7 +106,9 @@ async def test_refusals_discard_the_upload_within_the_cap(make_client: Any, sett
             yield b"x" * 65536
 
     headers = {"content-type": "multipart/form-data; boundary=b"}
-    async with make_client(settings_for(**KEYED, rate_limit_enabled=True, rate_limit="1/minute", max_upload_bytes=1_000_000)) as client:
+    async with make_client(
+        settings_for(**KEYED, rate_limit_enabled=True, rate_limit="1/minute", max_upload_bytes=1_000_000)
+    ) as client:
         assert (await client.post("/v1/transform", content=body(10), headers=headers)).status_code == 401
         assert chunks_read == 10
         chunks_read = 0
@@ -130,11 +140,13 @@ async def test_security_headers_everywhere(client: httpx.AsyncClient) -> None:
     assert docs.headers["x-content-type-options"] == "nosniff" and "content-security-policy" not in docs.headers
 
 
-async def test_unexpected_errors_hide_the_traceback_but_log_it(client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unexpected_errors_hide_the_traceback_but_log_it(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken(*args: Any) -> Any:
         raise ZeroDivisionError("secret internals")
 
-    client.app.state.registry.acquire = broken
+    client.app.state.services.registry.acquire = broken
     # Starlette re-raises after answering so the server can log it; the client only sees the answer.
     transport = httpx.ASGITransport(app=client.app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as raw:
@@ -142,3 +154,22 @@ async def test_unexpected_errors_hide_the_traceback_but_log_it(client: httpx.Asy
     assert response.status_code == 500
     assert response.json() == {"error": {"code": "internal_error", "message": "internal error (request id trace-me)"}}
     assert "secret internals" in caplog.text and "trace-me" in caplog.text
+
+
+async def test_rate_limit_gives_429_with_retry_after(make_client: Any, settings_for: Callable[..., Settings]) -> None:
+    async with make_client(settings_for(rate_limit_enabled=True, rate_limit="2/minute")) as client:
+        codes = [(await client.get("/v1/styles")).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        limited = await client.get("/v1/styles")
+        expect_error(limited, 429, "rate_limited")
+        assert int(limited.headers["retry-after"]) > 0
+        probes = [(await client.get(path)).status_code for path in ("/healthz", "/readyz") * 3]
+        assert probes == [200] * 6
+
+
+async def test_cors_allows_configured_origins_only(make_client: Any, settings_for: Callable[..., Settings]) -> None:
+    async with make_client(settings_for(cors_origins="https://app.example")) as client:
+        allowed = await client.get("/v1/styles", headers={"origin": "https://app.example"})
+        other = await client.get("/v1/styles", headers={"origin": "https://evil.example"})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in other.headers

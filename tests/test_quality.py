@@ -6,7 +6,6 @@ import asyncio
 import io
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -14,9 +13,9 @@ import torch
 from PIL import Image
 
 from animegan_api import imaging
-from animegan_api.app import create_app
 from animegan_api.config import Settings
 from animegan_api.model import Generator
+from conftest import serving
 
 pytestmark = pytest.mark.real_weights
 PHOTOS = ("landscape_01.jpg", "face_01.jpg")
@@ -59,20 +58,20 @@ def _onnx_reference(model: Path, rgb: Image.Image) -> np.ndarray:
 
 
 async def _post_all(models: Path, photos: Path, backend: str, styles: list[str]) -> dict[tuple[str, str], bytes]:
-    app = create_app(Settings(weights_dir=models, backend=backend, warmup_side=64, rate_limit_enabled=False))
+    settings = Settings(weights_dir=models, backend=backend, warmup_side=64, rate_limit_enabled=False)
     results = {}
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            for style in styles:
-                for photo in PHOTOS:
-                    response = await client.post(
-                        "/v1/transform", files={"image": (photo, (photos / photo).read_bytes())},
-                        data={"style": style, "max_side": str(MAX_SIDE)},
-                    )
-                    assert response.status_code == 200, response.text
-                    assert response.headers["x-style"] == style
-                    results[(style, photo)] = response.content
-            listed = {s["name"]: s["file"] for s in (await client.get("/v1/styles")).json()["styles"]}
+    async with serving(settings) as client:
+        for style in styles:
+            for photo in PHOTOS:
+                response = await client.post(
+                    "/v1/transform",
+                    files={"image": (photo, (photos / photo).read_bytes())},
+                    data={"style": style, "max_side": str(MAX_SIDE)},
+                )
+                assert response.status_code == 200, response.text
+                assert response.headers["x-style"] == style
+                results[(style, photo)] = response.content
+        listed = {s["name"]: s["file"] for s in (await client.get("/v1/styles")).json()["styles"]}
     for style in styles:
         results[(style, "file")] = listed[style].encode()
     return results
@@ -84,7 +83,9 @@ def served(shared: Path) -> dict[tuple[str, str, str], bytes]:
     outputs: dict[tuple[str, str, str], bytes] = {}
     for backend in ("torch", "onnxruntime"):
         styles = sorted({style for b, style, _, _ in SERVED if b == backend})
-        for (style, photo), body in asyncio.run(_post_all(shared / "models", shared / "photos", backend, styles)).items():
+        for (style, photo), body in asyncio.run(
+            _post_all(shared / "models", shared / "photos", backend, styles)
+        ).items():
             outputs[(backend, style, photo)] = body
     return outputs
 
@@ -96,7 +97,13 @@ def _picture(body: bytes) -> np.ndarray:
 @pytest.mark.parametrize(("backend", "style", "file", "multiple"), SERVED)
 @pytest.mark.parametrize("photo", PHOTOS)
 def test_service_equals_a_direct_run_of_the_model(
-    shared: Path, served: dict[tuple[str, str, str], bytes], backend: str, style: str, file: str, multiple: int, photo: str
+    shared: Path,
+    served: dict[tuple[str, str, str], bytes],
+    backend: str,
+    style: str,
+    file: str,
+    multiple: int,
+    photo: str,
 ) -> None:
     assert served[(backend, style, "file")].decode() == file
     data = (shared / "photos" / photo).read_bytes()
@@ -105,7 +112,11 @@ def test_service_equals_a_direct_run_of_the_model(
     output = _picture(served[(backend, style, photo)])
     assert output.shape[:2] == prepared.rgb.size[::-1]
     model = shared / "models" / file
-    reference = _torch_reference(model, "tf_legacy", prepared.rgb) if file.endswith(".pt") else _onnx_reference(model, prepared.rgb)
+    reference = (
+        _torch_reference(model, "tf_legacy", prepared.rgb)
+        if file.endswith(".pt")
+        else _onnx_reference(model, prepared.rgb)
+    )
     assert _psnr(output, reference) >= 40.0
     assert 8.0 < _psnr(output, np.asarray(prepared.rgb)) < 30.0  # stylised, not a copy
 
@@ -120,7 +131,9 @@ def test_hayao_pytorch_and_onnx_agree(served: dict[tuple[str, str, str], bytes],
 @pytest.mark.parametrize("photo", PHOTOS)
 def test_sidecar_upsampling_is_honoured(shared: Path, served: dict[tuple[str, str, str], bytes], photo: str) -> None:
     """With the port's default upsampling the Hayao output is visibly different (about 20 dB)."""
-    prepared = imaging.prepare((shared / "photos" / photo).read_bytes(), max_pixels=40_000_000, max_side=MAX_SIDE, multiple=4)
+    prepared = imaging.prepare(
+        (shared / "photos" / photo).read_bytes(), max_pixels=40_000_000, max_side=MAX_SIDE, multiple=4
+    )
     wrong = _torch_reference(shared / "models" / "animeganv2_hayao.pt", "align_corners", prepared.rgb)
     assert _psnr(_picture(served[("torch", "animeganv2_hayao", photo)]), wrong) < 30.0
 
@@ -130,16 +143,17 @@ async def test_odd_sizes_follow_the_rule_and_keep_size_and_alpha_are_restored(sh
     photo.putalpha(Image.linear_gradient("L").resize(photo.size))
     buffer = io.BytesIO()
     photo.save(buffer, "PNG")
-    app = create_app(Settings(weights_dir=shared / "models", warmup_side=64, rate_limit_enabled=False))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            processed = await client.post(
-                "/v1/transform", files={"image": ("p.png", buffer.getvalue())}, data={"style": "animeganv3_cute", "max_side": "333"}
-            )
-            restored = await client.post(
-                "/v1/transform", files={"image": ("p.png", buffer.getvalue())},
-                data={"style": "animeganv3_cute", "max_side": "333", "keep_size": "true", "format": "webp"},
-            )
+    async with serving(Settings(weights_dir=shared / "models", warmup_side=64, rate_limit_enabled=False)) as client:
+        processed = await client.post(
+            "/v1/transform",
+            files={"image": ("p.png", buffer.getvalue())},
+            data={"style": "animeganv3_cute", "max_side": "333"},
+        )
+        restored = await client.post(
+            "/v1/transform",
+            files={"image": ("p.png", buffer.getvalue())},
+            data={"style": "animeganv3_cute", "max_side": "333", "keep_size": "true", "format": "webp"},
+        )
     small = Image.open(io.BytesIO(processed.content))
     assert small.size == (320, 224) and small.mode == "RGBA"  # 333x225 rounded down to multiples of 16
     full = Image.open(io.BytesIO(restored.content))
@@ -148,7 +162,7 @@ async def test_odd_sizes_follow_the_rule_and_keep_size_and_alpha_are_restored(sh
 
 
 def test_a_wrong_size_rule_for_a_real_model_is_named(shared: Path, tmp_path: Path) -> None:
-    from animegan_api.styles import load_style
+    from animegan_api.predictors import load_style
     from animegan_api.weights import ModelFile, WeightsError, read_spec
 
     model = tmp_path / "animeganv3_cute.onnx"
@@ -162,12 +176,16 @@ def test_a_wrong_size_rule_for_a_real_model_is_named(shared: Path, tmp_path: Pat
 
 def test_bf16_stays_within_35_db_of_fp32_on_real_photos(shared: Path) -> None:
     """The quality half of the bf16 guard, measured for real (slow here: this CPU emulates bf16)."""
-    from animegan_api import styles
+    from animegan_api.precision import bf16_refusal
+    from animegan_api.predictors import TorchPredictor, load_style
     from animegan_api.weights import ModelFile, read_spec
 
     model = shared / "models" / "animeganv2_hayao.pt"
-    fp32 = styles.load_style(ModelFile(model, read_spec(model)), threads=2, warmup_side=64).predictor
-    bf16 = styles.TorchPredictor(fp32.module, bf16=True)
-    batches = [imaging.to_batch(Image.open(shared / "photos" / name).convert("RGB").resize((160, 160))) for name in ("face_01.jpg", "city_01.jpg")]
-    assert styles.bf16_refusal(fp32, bf16, batches, cpu_bf16=True) is None
-    assert styles.bf16_refusal(fp32, bf16, batches, cpu_bf16=False) is not None
+    fp32 = load_style(ModelFile(model, read_spec(model)), threads=2, warmup_side=64).predictor
+    bf16 = TorchPredictor(fp32.module, bf16=True)
+    batches = [
+        imaging.to_batch(Image.open(shared / "photos" / name).convert("RGB").resize((160, 160)))
+        for name in ("face_01.jpg", "city_01.jpg")
+    ]
+    assert bf16_refusal(fp32, bf16, batches, cpu_bf16=True) is None
+    assert bf16_refusal(fp32, bf16, batches, cpu_bf16=False) is not None

@@ -11,14 +11,12 @@ import pytest
 import torch
 
 from animegan_api.model import Generator
+from animegan_api.pull import PullError, packaged_manifest, pull, read_manifest
 from animegan_api.weights import (
-    PullError,
     StyleSpec,
     WeightsError,
     discover,
     load_generator,
-    pull,
-    read_manifest,
     read_spec,
     sha256_of,
 )
@@ -39,7 +37,9 @@ def test_strict_load_reproduces_the_saved_generator(tmp_path: Path) -> None:
 
 
 def test_sidecar_upsampling_reaches_the_generator(tmp_path: Path) -> None:
-    path = save_random_generator(tmp_path / "g.pt", sidecar={"name": "legacy", "upsample": "tf_legacy", "size_multiple": 8})
+    path = save_random_generator(
+        tmp_path / "g.pt", sidecar={"name": "legacy", "upsample": "tf_legacy", "size_multiple": 8}
+    )
     spec = read_spec(path)
     assert (spec.name, spec.upsample, spec.size_multiple) == ("legacy", "tf_legacy", 8)
     assert load_generator(path, spec).upsample == "tf_legacy"
@@ -160,7 +160,7 @@ def test_discover_returns_models_and_problems_separately(tmp_path: Path) -> None
 
 
 def test_repository_manifest_lists_the_official_checkpoints() -> None:
-    specs = {s.name: s for s in read_manifest(REPO / "weights" / "manifest.json")}
+    specs = {s.name: s for s in read_manifest(packaged_manifest())}
     assert set(specs) == {"face_paint_512_v2", "face_paint_512_v1", "paprika", "celeba_distill"}
     for spec in specs.values():
         assert spec.url == f"https://github.com/bryandlee/animegan2-pytorch/raw/main/weights/{spec.file}"
@@ -227,6 +227,6 @@ def test_pull_offline_fails_clearly(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     dest = tmp_path / "weights"
-    with pytest.raises(PullError, match="download from .* failed"):
+    with pytest.raises(PullError, match=r"download from .* failed"):
         pull([_spec(f"http://127.0.0.1:{port}/model.pt")], dest, timeout_s=5)
     assert list(dest.iterdir()) == []

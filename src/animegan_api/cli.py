@@ -12,16 +12,13 @@ import os
 import platform
 import signal
 import sys
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from .config import Settings
-
-OUTPUT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--request-timeout-s", type=float, help="deadline for queue wait plus inference")
     serve.add_argument("--drain-timeout-s", type=float, help="on SIGTERM, how long admitted requests may finish")
     serve.add_argument("--default-style")
-    serve.add_argument("--backend", choices=["torch", "onnxruntime"], help="which file runs a style found in both formats")
+    serve.add_argument(
+        "--backend", choices=["torch", "onnxruntime"], help="which file runs a style found in both formats"
+    )
     serve.add_argument("--load-mode", choices=["eager", "lazy"])
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", choices=["json", "text"])
@@ -67,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--style")
     convert.add_argument("--max-side", type=int)
     convert.add_argument("--keep-size", action="store_true")
-    convert.add_argument("--format", choices=sorted(OUTPUT_SUFFIXES), default="png")
+    convert.add_argument("--format", choices=["jpeg", "png", "webp"], default="png")
     convert.add_argument("--quality", type=int, default=90)
     convert.add_argument("--overwrite", action="store_true", help="replace existing output files")
     convert.add_argument("--weights-dir", type=Path)
@@ -80,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     weights_sub = weights.add_subparsers(required=True, metavar="ACTION")
     pull = weights_sub.add_parser("pull", help="download official checkpoints listed in the manifest")
     pull.add_argument("names", nargs="*", metavar="NAME", help="styles to pull (default: all in the manifest)")
-    pull.add_argument("--manifest", type=Path, help="default: weights/manifest.json")
+    pull.add_argument("--manifest", type=Path, help="default: the manifest installed with the package")
     pull.add_argument("--weights-dir", type=Path)
     pull.add_argument("--timeout", type=float, default=60.0)
     pull.set_defaults(command=_pull)
@@ -94,8 +93,20 @@ def _settings(args: argparse.Namespace, *names: str) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(
-        args, "host", "port", "weights_dir", "workers", "threads", "max_queue",
-        "request_timeout_s", "drain_timeout_s", "default_style", "backend", "load_mode", "log_level", "log_format",
+        args,
+        "host",
+        "port",
+        "weights_dir",
+        "workers",
+        "threads",
+        "max_queue",
+        "request_timeout_s",
+        "drain_timeout_s",
+        "default_style",
+        "backend",
+        "load_mode",
+        "log_level",
+        "log_format",
     )
     if settings.malloc_hugepages and args.from_command_line:
         reexec_with_hugepage_malloc(["-m", "animegan_api", *sys.argv[1:]])
@@ -111,8 +122,12 @@ def _serve(args: argparse.Namespace) -> int:
     # exiting 0 still tells a supervisor the shutdown was the one it asked for.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     serve(
-        create_app(settings), settings.host, settings.port, settings.log_level,
-        settings.drain_timeout_s, settings.request_timeout_s,
+        create_app(settings),
+        settings.host,
+        settings.port,
+        settings.log_level,
+        settings.drain_timeout_s,
+        settings.request_timeout_s,
     )
     return 0
 
@@ -158,18 +173,19 @@ def _styles(args: argparse.Namespace) -> int:
         for m in found:
             spec = m.spec
             details = f"upsample={spec.upsample}" if spec.format == "torch" else f"layout={spec.layout or 'from graph'}"
-            print(f"{spec.name:24} {m.path.name:28} {spec.format:6} {details} "
-                  f"multiple={spec.size_multiple or 'probed'} preprocess={spec.preprocess}")
+            print(
+                f"{spec.name:24} {m.path.name:28} {spec.format:6} {details} "
+                f"multiple={spec.size_multiple or 'probed'} preprocess={spec.preprocess}"
+            )
         for p in problems:
             print(f"{'(unusable)':24} {p.path.name:28} {p.reason}")
     return 1 if problems else 0
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from . import imaging
-    from .styles import build_registry
+    from .convert import convert_files
+    from .pipeline import Options
+    from .registry import build_registry
     from .weights import WeightsError
 
     settings = _settings(args, "weights_dir", "backend", "threads")
@@ -177,92 +193,49 @@ def _convert(args: argparse.Namespace) -> int:
     entry = registry.lookup(args.style)
     if entry is None:
         names = ", ".join(registry.entries) or "none"
-        print(f"animegan-api: style {args.style or '(default)'} not found in {settings.weights_dir}; available: {names}", file=sys.stderr)
-        return 2
+        where = f"{args.style or '(default)'} not found in {settings.weights_dir}"
+        return _fail(f"style {where}; available: {names}")
     max_side = args.max_side or settings.default_max_side
     if not 16 <= max_side <= settings.max_side_limit or not 1 <= args.quality <= 100:
-        print(f"animegan-api: --max-side must be 16..{settings.max_side_limit} and --quality 1..100", file=sys.stderr)
-        return 2
+        return _fail(f"--max-side must be 16..{settings.max_side_limit} and --quality 1..100")
     registry.warmup_side = 64
     try:
         registry.load(entry)
     except WeightsError as exc:
-        print(f"animegan-api: {exc}", file=sys.stderr)
-        return 2
-    style = entry.loaded
-    assert style is not None
-    jobs, collisions = _plan_outputs(list(_expand(args.inputs)), args.output, OUTPUT_SUFFIXES[args.format])
-    failures: list[str] = []
-    args.output.mkdir(parents=True, exist_ok=True)
-    skipped = 0
-
-    def convert_one(source: Path, target: Path) -> str | None:
-        if target.exists() and not args.overwrite:
-            return "skipped"
-        try:
-            prepared = imaging.prepare(
-                source.read_bytes(), max_pixels=settings.max_pixels, max_side=max_side,
-                multiple=style.size_multiple, face_crop=style.spec.preprocess == "face",
-            )
-            output = style.predictor(imaging.to_batch(prepared.rgb))
-            target.write_bytes(imaging.render(output, prepared, args.keep_size, args.format, args.quality))
-        except (imaging.ImageError, OSError) as exc:
-            return f"{source}: {exc}"
-        return None
-
-    with ThreadPoolExecutor(max_workers=args.workers) as pool, tqdm(total=len(jobs), unit="img", desc=style.spec.name, file=sys.stderr) as bar:
-        for outcome in (f.result() for f in as_completed([pool.submit(convert_one, *job) for job in jobs])):
-            bar.update()
-            if outcome == "skipped":
-                skipped += 1
-            elif outcome:
-                failures.append(outcome)
-    failures += collisions
-    print(f"converted {len(jobs) - skipped - len(failures) + len(collisions)}, skipped {skipped} existing, "
-          f"failed {len(failures)}", file=sys.stderr)
-    for line in failures:
+        return _fail(str(exc))
+    assert entry.loaded is not None
+    options = Options(max_side=max_side, keep_size=args.keep_size, format=args.format, quality=args.quality)
+    outcome = convert_files(
+        entry.loaded, args.inputs, args.output, options,
+        max_pixels=settings.max_pixels, workers=args.workers, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(
+        f"converted {outcome.converted}, skipped {outcome.skipped} existing, failed {len(outcome.failures)}",
+        file=sys.stderr,
+    )
+    for line in outcome.failures:
         print(f"  failed: {line}", file=sys.stderr)
-    return 1 if failures else 0
+    return 1 if outcome.failures else 0
 
 
-def _plan_outputs(files: list[Path], outdir: Path, suffix: str) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Pair each input with its output; inputs that would write the same output are failures, not races."""
-    jobs: list[tuple[Path, Path]] = []
-    claimed: dict[Path, Path] = {}
-    failures: list[str] = []
-    for source in files:
-        target = outdir / (source.stem + suffix)
-        if target in claimed:
-            failures.append(f"collision: {source} would overwrite the output of {claimed[target]} ({target.name})")
-            continue
-        claimed[target] = source
-        jobs.append((source, target))
-    return jobs, failures
-
-
-def _expand(inputs: Sequence[Path]) -> Iterator[Path]:
-    for item in inputs:
-        if item.is_dir():
-            yield from sorted(p for p in item.rglob("*") if p.is_file() and not p.name.startswith("."))
-        else:
-            yield item
+def _fail(message: str) -> int:
+    print(f"animegan-api: {message}", file=sys.stderr)
+    return 2
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from .weights import PullError, WeightsError, pull, read_manifest
+    from .pull import PullError, packaged_manifest, pull, read_manifest
+    from .weights import WeightsError
 
     dest = _settings(args, "weights_dir").weights_dir
-    manifest_path = args.manifest or _default_manifest(dest)
+    manifest_path = args.manifest or packaged_manifest()
     try:
         specs = read_manifest(manifest_path)
     except WeightsError as exc:
-        print(f"animegan-api: {exc}", file=sys.stderr)
-        return 2
-    unknown = set(args.names) - {s.name for s in specs}
-    if unknown:
-        print(f"animegan-api: not in {manifest_path}: {', '.join(sorted(unknown))}; "
-              f"known: {', '.join(s.name for s in specs)}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    if unknown := set(args.names) - {s.name for s in specs}:
+        known = ", ".join(s.name for s in specs)
+        return _fail(f"not in {manifest_path}: {', '.join(sorted(unknown))}; known: {known}")
     selected = [s for s in specs if not args.names or s.name in args.names]
 
     def done(spec: Any, path: Path, digest: str) -> None:
@@ -271,15 +244,13 @@ def _pull(args: argparse.Namespace) -> int:
     try:
         pull(selected, dest, timeout_s=args.timeout, on_done=done)
     except PullError as exc:
-        print(f"animegan-api: {exc}\n(weights pull needs internet access to the URLs in {manifest_path}; "
-              f"or copy model files into {dest} yourself)", file=sys.stderr)
+        print(
+            f"animegan-api: {exc}\n(weights pull needs internet access to the URLs in {manifest_path}; "
+            f"or copy model files into {dest} yourself)",
+            file=sys.stderr,
+        )
         return 1
     return 0
-
-
-def _default_manifest(weights_dir: Path) -> Path:
-    candidate = weights_dir / "manifest.json"
-    return candidate if candidate.exists() else Path("weights") / "manifest.json"
 
 
 def _settings_problem(exc: ValidationError) -> str:

@@ -23,12 +23,15 @@ class Settings(BaseSettings):
     weights_dir: Path = Field(Path("weights"), description="Folder scanned for *.pt / *.onnx models and sidecars.")
     default_style: str | None = Field(None, description="Style used when a request names none.")
     backend: Literal["torch", "onnxruntime"] = Field(
-        "torch", description="Which file runs a style that exists in both formats; single-format styles run as they are."
+        "torch",
+        description="Which file runs a style that exists in both formats; single-format styles run as they are.",
     )
     load_mode: Literal["eager", "lazy"] = Field("eager", description="Load every model at startup, or on first use.")
     max_loaded_models: int | None = Field(None, ge=1, description="LRU bound on models kept loaded (none: no bound).")
     precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16 autocast for PyTorch styles: used only on CPUs with AVX-512 BF16 and within 35 dB PSNR of fp32."
+        "fp32",
+        description="bf16 autocast for PyTorch styles: used only on CPUs with AVX-512 BF16 "
+        "and within 35 dB PSNR of fp32.",
     )
     precision_check_dir: Path | None = Field(
         None, description="Photos for the bf16 quality check (default: a built-in test pattern)."
@@ -44,11 +47,16 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="Requests running inference at once (W).")
     threads: int = Field(2, ge=1, le=256, description="torch intra-op threads (T).")
     malloc_hugepages: bool = Field(
-        True, description="serve restarts itself once with glibc malloc on transparent huge pages (about 20% faster forwards)."
+        True,
+        description="serve restarts itself once with glibc malloc on transparent huge pages "
+        "(about 20% faster forwards).",
     )
     interop_threads: int = Field(1, ge=1, le=64)
     inference_nice: int = Field(
-        5, ge=0, le=19, description="Nice increment of the inference threads, so the event loop answers at once (0: off)."
+        5,
+        ge=0,
+        le=19,
+        description="Nice increment of the inference threads, so the event loop answers at once (0: off).",
     )
     image_threads: int = Field(2, ge=1, le=64, description="Threads that decode and encode pictures.")
     max_queue: int = Field(8, ge=0, le=10_000, description="Requests allowed to wait beyond W.")
@@ -56,7 +64,9 @@ class Settings(BaseSettings):
     max_batch: int = Field(
         1, ge=1, le=64, description="Most waiting requests (same style and size) run as one forward; 1: no batching."
     )
-    max_batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="How long a batch holding a free slot waits to fill.")
+    max_batch_wait_ms: float = Field(
+        0.0, ge=0, le=1000, description="How long a batch holding a free slot waits to fill."
+    )
     retry_after_s: int = Field(2, ge=1, le=3600, description="Retry-After sent with 503 refusals.")
 
     max_upload_bytes: int = Field(10 * MiB, ge=1024)
@@ -69,12 +79,18 @@ class Settings(BaseSettings):
         64 * MiB, ge=0, description="Bytes of finished pictures kept for repeated uploads (0: no result cache)."
     )
 
-    body_timeout_s: float = Field(15.0, gt=0, le=600, description="Longest wait for the next chunk of a request body (408).")
-    drain_timeout_s: float = Field(30.0, ge=0, le=3600, description="On SIGTERM, how long admitted requests may finish.")
+    body_timeout_s: float = Field(
+        15.0, gt=0, le=600, description="Longest wait for the next chunk of a request body (408)."
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, le=3600, description="On SIGTERM, how long admitted requests may finish."
+    )
 
     rate_limit: str = Field("60/minute", description="Limit per API key, or per client address without keys.")
     rate_limit_enabled: bool = True
-    trust_forwarded_for: bool = Field(False, description="Take the client address from X-Forwarded-For (behind a proxy).")
+    trust_forwarded_for: bool = Field(
+        False, description="Take the client address from X-Forwarded-For (behind a proxy)."
+    )
     api_keys: SecretStr | None = Field(None, description="Comma-separated keys; when set, /v1/* needs one.")
     api_keys_file: Path | None = Field(None, description="File with one API key per line (added to api_keys).")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -175,7 +175,7 @@ def _draft(image: Image.Image, oriented: tuple[int, int], target: tuple[int, int
 
 def _split_alpha(image: Image.Image) -> tuple[Image.Image, Image.Image | None]:
     mode = image.mode
-    if mode == "P" and "transparency" in image.info or mode == "PA":
+    if (mode == "P" and "transparency" in image.info) or mode == "PA":
         image, mode = image.convert("RGBA"), "RGBA"
     if mode in ("RGBa", "La"):
         image = image.convert(mode[:-1] + "A")
@@ -246,7 +246,9 @@ def contact_sheet(tiles: list[tuple[str, Image.Image]], tile_size: tuple[int, in
         fitted = ImageOps.contain(picture.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
         sheet.paste(fitted, (left + (width - fitted.width) // 2, top + (height - fitted.height) // 2))
         text = _fit_text(draw, caption, font, width)
-        draw.text((left + (width - draw.textlength(text, font=font)) / 2, top + height + 4), text, fill="black", font=font)
+        draw.text(
+            (left + (width - draw.textlength(text, font=font)) / 2, top + height + 4), text, fill="black", font=font
+        )
     return sheet
 
 
@@ -257,7 +259,9 @@ def _caption_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int) -> str:
+def _fit_text(
+    draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int
+) -> str:
     while text and draw.textlength(text, font=font) > width:
         text = text[:-2] + "…" if len(text) > 1 else ""
     return text

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("animegan_api.access")
@@ -30,13 +31,42 @@ class Metrics:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
         r = self.registry
-        self.requests = Counter("animegan_http_requests_total", "HTTP requests by route and status.", ["method", "route", "status"], registry=r)
-        self.latency = Histogram("animegan_http_request_duration_seconds", "HTTP request latency.", ["method", "route"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.queue_wait = Histogram("animegan_queue_wait_seconds", "Time a request waited for an inference slot.", ["style"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.inference = Histogram("animegan_inference_seconds", "Model forward time per request.", ["style"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.rejected = Counter("animegan_rejected_total", "Requests refused, by reason (the error code).", ["reason"], registry=r)
-        self.model_load = Gauge("animegan_model_load_seconds", "Time the style's model took to load and warm up.", ["style"], registry=r)
-        self.cache_lookups = Counter("animegan_cache_lookups_total", "Result cache lookups by result (hit, miss).", ["result"], registry=r)
+        self.requests = Counter(
+            "animegan_http_requests_total",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "animegan_http_request_duration_seconds",
+            "HTTP request latency.",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "animegan_queue_wait_seconds",
+            "Time a request waited for an inference slot.",
+            ["style"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "animegan_inference_seconds",
+            "Model forward time per request.",
+            ["style"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rejected = Counter(
+            "animegan_rejected_total", "Requests refused, by reason (the error code).", ["reason"], registry=r
+        )
+        self.model_load = Gauge(
+            "animegan_model_load_seconds", "Time the style's model took to load and warm up.", ["style"], registry=r
+        )
+        self.cache_lookups = Counter(
+            "animegan_cache_lookups_total", "Result cache lookups by result (hit, miss).", ["result"], registry=r
+        )
         self.cache_bytes = Gauge("animegan_cache_bytes", "Bytes of pictures held by the result cache.", registry=r)
         self.in_flight = Gauge("animegan_in_flight_requests", "Requests running inference now.", registry=r)
         self.queued = Gauge("animegan_queued_requests", "Requests admitted and waiting for a slot.", registry=r)
@@ -92,23 +122,29 @@ class ObservabilityMiddleware:
             self.metrics.rejected.labels(code).inc()
         client = scope.get("client")
         access_log.info(
-            "%s %s %d %.1f ms", method, scope["path"], status, elapsed * 1000,
-            extra={"fields": {
-                "request_id": state.get("request_id"),
-                "method": method,
-                "route": route,
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 1),
-                "style": state.get("style"),
-                "in_size": state.get("in_size"),
-                "out_size": state.get("out_size"),
-                "bytes_out": sent,
-                "queue_ms": state.get("queue_ms"),
-                "inference_ms": state.get("inference_ms"),
-                "error": state.get("error_code"),
-                "client": client[0] if client else None,
-            }},
+            "%s %s %d %.1f ms",
+            method,
+            scope["path"],
+            status,
+            elapsed * 1000,
+            extra={
+                "fields": {
+                    "request_id": state.get("request_id"),
+                    "method": method,
+                    "route": route,
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                    "style": state.get("style"),
+                    "in_size": state.get("in_size"),
+                    "out_size": state.get("out_size"),
+                    "bytes_out": sent,
+                    "queue_ms": state.get("queue_ms"),
+                    "inference_ms": state.get("inference_ms"),
+                    "error": state.get("error_code"),
+                    "client": client[0] if client else None,
+                }
+            },
         )
 
 
@@ -119,10 +155,19 @@ def _route_template(scope: Scope) -> str:
     before routing (keys, rate limit, capacity, upload cap) are matched here.
     """
     if (routed := scope.get("route")) is not None:
-        return getattr(routed, "path", "unmatched")
+        return str(getattr(routed, "path", "unmatched"))
     app = scope.get("app")
-    for route in getattr(app, "routes", ()):
+    return _match_template(getattr(app, "routes", ()), scope) or "unmatched"
+
+
+def _match_template(routes: Iterable[BaseRoute], scope: Scope) -> str | None:
+    """Walk the routes, into included routers too (FastAPI keeps each as one node with no path of its own)."""
+    for route in routes:
+        if (included := getattr(route, "original_router", None)) is not None:
+            if (found := _match_template(included.routes, scope)) is not None:
+                return found
+            continue
         match, _ = route.matches(scope)
         if match == Match.FULL:
-            return getattr(route, "path", "unmatched")
-    return "unmatched"
+            return str(getattr(route, "path", "unmatched"))
+    return None

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
-import json
 import re
 import secrets
 import time
-from collections.abc import Iterable
-from typing import Any
 
 from limits import RateLimitItem, parse_many
 from slowapi import Limiter
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import errors
+from .errors import ApiError
+from .security import client_address, matches_any, presented_key
 
 DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
 INFERENCE_PATHS = ("/v1/transform", "/v1/compare")
@@ -51,13 +51,6 @@ class BodyTimeout(HTTPException):
         super().__init__(status_code=408, detail="the request body arrived too slowly")
 
 
-async def send_json_error(send: Send, status: int, code: str, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
 class UploadLimitMiddleware:
     """Cap request bodies while they stream in, and time out bodies that stall.
 
@@ -78,8 +71,7 @@ class UploadLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            scope.setdefault("state", {})["error_code"] = "upload_too_large"
-            await send_json_error(send, 413, "upload_too_large", "the upload is too large", [(b"connection", b"close")])
+            await _answer(scope, send, ApiError("upload_too_large", "the upload is too large"), close=True)
             return
         received = 0
         body_done = False
@@ -111,8 +103,7 @@ class UploadLimitMiddleware:
             if started:
                 raise
             code = "upload_too_large" if isinstance(exc, BodyTooLarge) else "body_timeout"
-            scope.setdefault("state", {})["error_code"] = code
-            await send_json_error(send, exc.status_code, code, exc.detail, [(b"connection", b"close")])
+            await _answer(scope, send, ApiError(code, exc.detail), close=True)
 
 
 class GuardMiddleware:
@@ -147,25 +138,23 @@ class GuardMiddleware:
         if self.keys and not scope["path"].startswith("/v1/admin/"):  # admin routes check their own key
             presented = presented_key(headers)
             if not presented:
-                await _refuse(scope, receive, send, 401, "unauthorized", "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key'", [(b"www-authenticate", b"Bearer")])
+                message = "an API key is required: 'Authorization: Bearer <key>' or 'X-API-Key'"
+                await _refuse(scope, receive, send, ApiError("unauthorized", message, {"WWW-Authenticate": "Bearer"}))
                 return
-            if not self._known(presented):
-                await _refuse(scope, receive, send, 403, "forbidden", "unknown API key")
+            if not matches_any(presented, self.keys):
+                await _refuse(scope, receive, send, ApiError("forbidden", "unknown API key"))
                 return
             identity = "key:" + hashlib.sha256(presented.encode()).hexdigest()[:16]
         if self.limiter.enabled and (retry_after := self._over_limit(identity)) is not None:
-            await _refuse(
-                scope, receive, send, 429, "rate_limited", f"rate limit exceeded ({self.limits[0]})", [(b"retry-after", str(retry_after).encode())]
+            limited = ApiError(
+                "rate_limited", f"rate limit exceeded ({self.limits[0]})", {"Retry-After": str(retry_after)}
             )
+            await _refuse(scope, receive, send, limited)
             return
         if scope["path"] in INFERENCE_PATHS and (refusal := _capacity_refusal(scope["app"].state)):
-            await _refuse(scope, receive, send, 503, *refusal)
+            await _refuse(scope, receive, send, refusal)
             return
         await self.app(scope, receive, send)
-
-    def _known(self, presented: str) -> bool:
-        candidate = presented.encode()
-        return any([hmac.compare_digest(candidate, key) for key in self.keys])  # no early exit: constant time
 
     def _over_limit(self, identity: str) -> int | None:
         backend = self.limiter.limiter
@@ -202,7 +191,7 @@ class ResponseHeadersMiddleware:
         await self.app(scope, receive, with_headers)
 
 
-async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str, headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: ApiError) -> None:
     """Discard the rest of the upload, then answer.
 
     Closing a connection with unread bytes makes the kernel send a reset, which
@@ -211,22 +200,31 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code:
     """
     while (message_in := await receive())["type"] == "http.request" and message_in.get("more_body", False):
         pass
-    scope.setdefault("state", {})["error_code"] = code
-    await send_json_error(send, status, code, message, headers)
+    await _answer(scope, send, error)
 
 
-def _capacity_refusal(state: Any) -> tuple[str, str, list[tuple[bytes, bytes]]] | None:
+async def _answer(scope: Scope, send: Send, error: ApiError, close: bool = False) -> None:
+    scope.setdefault("state", {})["error_code"] = error.code
+    await errors.send(send, error, close=close)
+
+
+def _capacity_refusal(state: object) -> ApiError | None:
     """Refuse at the door, before the upload is read, when the engine is full or the service is draining.
 
     The route's own admission stays the exact check; this one only spares a
     refused client's upload from being parsed, which keeps 503s fast under load.
     """
-    if getattr(state, "draining", False):
-        return "shutting_down", "the service is shutting down; retry on another instance", [(b"retry-after", b"1")]
-    engine = getattr(state, "engine", None)
-    if engine is not None and engine.admitted >= engine.workers + engine.max_queue:
-        retry_after = str(state.settings.retry_after_s).encode()
-        return "overloaded", "the service is at capacity; retry shortly", [(b"retry-after", retry_after)]
+    services = getattr(state, "services", None)
+    if services is None:
+        return None
+    if services.draining:
+        return ApiError("shutting_down", errors.SHUTTING_DOWN, {"Retry-After": "1"})
+    if services.engine.full:
+        return ApiError(
+            "overloaded",
+            "the service is at capacity; retry shortly",
+            {"Retry-After": str(services.settings.retry_after_s)},
+        )
     return None
 
 
@@ -237,19 +235,3 @@ def _csp_for(path: str) -> list[tuple[bytes, bytes]]:
     if path == "/" or path.startswith("/static/"):
         return [_PAGE_CSP]
     return [_CSP]
-
-
-def client_address(scope: Scope, headers: Headers, trust_forwarded_for: bool) -> str:
-    """The client's address: the first X-Forwarded-For hop only when a trusted proxy sets it."""
-    if trust_forwarded_for and (forwarded := headers.get("x-forwarded-for")):
-        return forwarded.split(",")[0].strip()
-    client: Any = scope.get("client")
-    return client[0] if client else "unknown"
-
-
-def presented_key(headers: Headers) -> str:
-    """The key a client sent, as ``X-API-Key`` or ``Authorization: Bearer``; empty if none."""
-    if key := headers.get("x-api-key", "").strip():
-        return key
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""

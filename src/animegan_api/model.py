@@ -45,7 +45,7 @@ class InvertedResBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, expansion_ratio: int = 2) -> None:
         super().__init__()
         self.use_res_connect = in_ch == out_ch
-        bottleneck = int(round(in_ch * expansion_ratio))
+        bottleneck = round(in_ch * expansion_ratio)
         self.layers = nn.Sequential(
             ConvNormLReLU(in_ch, bottleneck, kernel_size=1, padding=0),
             ConvNormLReLU(bottleneck, bottleneck, groups=bottleneck, bias=True),
@@ -54,7 +54,7 @@ class InvertedResBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(x)
+        out: torch.Tensor = self.layers(x)
         return x + out if self.use_res_connect else out
 
 
@@ -141,4 +141,5 @@ class Generator(nn.Module):
         out = self.block_c(self.block_b(out))
         out = self.block_d(self._resize(out, half_size))
         out = self.block_e(self._resize(out, (x.shape[-2], x.shape[-1])))
-        return self.out_layer(out)
+        result: torch.Tensor = self.out_layer(out)
+        return result

@@ -33,7 +33,9 @@ class StyleInfo(BaseModel):
     max_batch: int | None = Field(examples=[None])
     parameters: int | None = Field(examples=[2143552], description="PyTorch files only.")
     weights_bytes: int = Field(examples=[8603303])
-    memory_bytes: int | None = Field(examples=[41943040], description="Resident memory the load added; null until loaded.")
+    memory_bytes: int | None = Field(
+        examples=[41943040], description="Resident memory the load added; null until loaded."
+    )
     precision: str | None = Field(examples=["fp32"], description="fp32 or bf16 as loaded; null until loaded.")
     precision_note: str | None = Field(examples=[None], description="Why bf16 was asked for and not used.")
     loaded: bool

@@ -17,6 +17,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from .app import services_of
+
 log = logging.getLogger(__name__)
 
 
@@ -31,14 +33,18 @@ class DrainingServer(uvicorn.Server):
         if self.drain_deadline is not None or self.should_exit:
             super().handle_exit(sig, frame)
             return
+        services = services_of(self.app)
+        if services is None:  # still starting: nothing admitted, nothing to drain
+            super().handle_exit(sig, frame)
+            return
         self.drain_deadline = time.monotonic() + self.drain_timeout_s
-        self.app.state.draining = True
+        services.draining = True
         log.info("signal %d: draining for up to %.0f s before shutdown", sig, self.drain_timeout_s)
 
     async def on_tick(self, counter: int) -> bool:
         if self.drain_deadline is not None:
-            engine = getattr(self.app.state, "engine", None)
-            busy = engine.admitted if engine is not None else 0
+            services = services_of(self.app)
+            busy = services.engine.admitted if services is not None else 0
             if busy == 0 or time.monotonic() >= self.drain_deadline:
                 log.info("drained (%d request(s) still admitted); shutting down", busy)
                 return True

@@ -1,4 +1,4 @@
-"""Finding, describing, verifying and loading generator checkpoints.
+"""Finding, describing, verifying and loading generator checkpoints (downloading them is :mod:`pull`'s job).
 
 A weights folder holds ``*.pt`` state dicts and ``*.onnx`` graphs, each
 optionally described by a sidecar ``<file>.json``. Everything that can go wrong with a file on disk is
@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
-import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -94,7 +89,7 @@ def read_spec(model_path: Path) -> StyleSpec:
     try:
         spec = StyleSpec.model_validate(raw)
     except ValidationError as exc:
-        raise WeightsError(sidecar, _describe_validation(exc)) from exc
+        raise WeightsError(sidecar, describe_validation(exc)) from exc
     if spec.format != file_format:
         raise WeightsError(sidecar, f"field 'format': {spec.format!r} does not match the {model_path.suffix} file")
     if spec.format == "torch" and spec.layout not in (None, "NCHW"):
@@ -189,7 +184,7 @@ def onnx_signature(path: Path, session: Any, spec: StyleSpec) -> OnnxSignature:
         output_name=outputs[0].name,
         layout=layout,  # type: ignore[arg-type]
         fixed_batch=shape[0] if isinstance(shape[0], int) else None,
-        fixed_size=spatial if all(isinstance(d, int) for d in spatial) else None,  # type: ignore[arg-type]
+        fixed_size=spatial if all(isinstance(d, int) for d in spatial) else None,
     )
 
 
@@ -215,9 +210,13 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's own text suggests the unsafe weights_only=False
-        raise WeightsError(path, "not a readable PyTorch checkpoint (not a plain state dict: safe loading refused it)") from exc
+        raise WeightsError(
+            path, "not a readable PyTorch checkpoint (not a plain state dict: safe loading refused it)"
+        ) from exc
     except Exception as exc:  # torch raises many unrelated types for a bad file
-        raise WeightsError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
+        raise WeightsError(
+            path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {_first_line(exc)})"
+        ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(path, "expected a state dict mapping parameter names to tensors")
     bad = [key for key, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
@@ -243,7 +242,7 @@ def _describe_mismatch(generator: Generator, state: dict[str, torch.Tensor]) -> 
     return "not an AnimeGANv2 generator state dict (" + "; ".join(parts) + ")"
 
 
-def _describe_validation(exc: ValidationError) -> str:
+def describe_validation(exc: ValidationError) -> str:
     return "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
 
 
@@ -255,67 +254,3 @@ def _style_name(stem: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else ""
-
-
-class PullError(Exception):
-    """A download that failed; nothing was left behind in the weights folder."""
-
-
-def read_manifest(path: Path) -> list[StyleSpec]:
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))["models"]
-        return [StyleSpec.model_validate(entry) for entry in entries]
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise WeightsError(path, f"unreadable manifest: {exc}") from exc
-    except ValidationError as exc:
-        raise WeightsError(path, _describe_validation(exc)) from exc
-
-
-def pull(
-    specs: Iterable[StyleSpec],
-    dest: Path,
-    *,
-    timeout_s: float = 60.0,
-    on_done: Callable[[StyleSpec, Path, str], None] | None = None,
-) -> list[Path]:
-    """Download each model, verify it, and move it into ``dest`` with its sidecar.
-
-    The file is written beside its final name and renamed only after the
-    checksum (when known) and a strict load pass, so a broken download can
-    never be picked up by a running or starting service.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for spec in specs:
-        if not spec.url:
-            raise PullError(f"{spec.name}: the manifest gives no download URL")
-        target = dest / spec.file
-        digest = _download_verified(spec, target, timeout_s)
-        sidecar_path(target).write_text(
-            spec.model_dump_json(indent=2, exclude_none=True, exclude={"url"}) + "\n", encoding="utf-8"
-        )
-        written.append(target)
-        if on_done:
-            on_done(spec, target, digest)
-    return written
-
-
-def _download_verified(spec: StyleSpec, target: Path, timeout_s: float) -> str:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout_s) as response:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                out.write(chunk)
-        digest = sha256_of(tmp)
-        if spec.sha256 and digest != spec.sha256:
-            raise PullError(f"{spec.name}: checksum mismatch (expected {spec.sha256}, got {digest})")
-        verify_loadable(tmp, spec)
-        os.replace(tmp, target)
-        return digest
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise PullError(f"{spec.name}: download from {spec.url} failed: {getattr(exc, 'reason', exc)}") from exc
-    except WeightsError as exc:
-        raise PullError(f"{spec.name}: downloaded file is not a usable model: {exc.reason}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -1,0 +1,211 @@
+"""Decode, predict, encode: the one path from an upload to a picture, for the API and the CLI alike.
+
+The steps are plain functions (:func:`decode`, :func:`encode`, and
+:func:`convert` chaining them around a predictor), in the spirit of LitServe's
+decode/predict/encode contract. :class:`Pipeline` runs the same steps for the
+service: pictures on the image pool, the forward through the engine's
+admission and deadlines, the result cache around both, and every failure
+turned into the service's typed error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from . import imaging
+from .cache import CachedResult, ResultCache, cache_key
+from .engine import InferenceEngine
+from .errors import ApiError
+from .metrics import Metrics
+from .predictors import LoadedStyle
+from .tickets import ClientGone, DeadlineExceeded, Ticket
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_IMAGE_ERROR_CODES: dict[type[imaging.ImageError], str] = {
+    imaging.UnsupportedImage: "unsupported_image",
+    imaging.CorruptImage: "corrupt_image",
+    imaging.ImageTooLarge: "image_too_large",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the caller asked of the output."""
+
+    max_side: int
+    keep_size: bool = False
+    format: imaging.OutputFormat = "png"
+    quality: int = 90
+
+
+def decode(
+    data: bytes, style: LoadedStyle | None, max_side: int, max_pixels: int
+) -> tuple[imaging.Prepared, np.ndarray]:
+    """Decode for one style's size rule and preprocessing (or as-is, without a style)."""
+    prepared = imaging.prepare(
+        data,
+        max_pixels=max_pixels,
+        max_side=max_side,
+        multiple=style.size_multiple if style else 1,
+        face_crop=style is not None and style.spec.preprocess == "face",
+    )
+    return prepared, imaging.to_batch(prepared.rgb)
+
+
+def encode(output: np.ndarray, prepared: imaging.Prepared, options: Options) -> bytes:
+    return imaging.render(output, prepared, options.keep_size, options.format, options.quality)
+
+
+def convert(data: bytes, style: LoadedStyle, options: Options, max_pixels: int) -> bytes:
+    """The whole conversion in the calling thread: what ``animegan-api convert`` runs per file."""
+    prepared, batch = decode(data, style, options.max_side, max_pixels)
+    return encode(style.predictor(batch), prepared, options)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A finished picture and the facts the route reports about it."""
+
+    body: bytes
+    media_type: str
+    style: str
+    timing: dict[str, float]
+    cache: str | None
+    in_size: tuple[int, int] | None = None
+    out_size: tuple[int, int] | None = None
+
+
+class ImagePool:
+    """A few threads for decoding and encoding, apart from the event loop and the model's threads.
+
+    Few enough that a burst neither oversubscribes the cores nor fans out into
+    dozens of malloc arenas holding large pictures.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="animegan-image")
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class Pipeline:
+    """The service's decode -> predict -> encode, with admission, deadlines, cache and metrics."""
+
+    def __init__(
+        self, engine: InferenceEngine, images: ImagePool, cache: ResultCache, metrics: Metrics, max_pixels: int
+    ) -> None:
+        self.engine, self.images, self.cache, self.metrics = engine, images, cache, metrics
+        self.max_pixels = max_pixels
+
+    async def transform(
+        self,
+        ticket: Ticket,
+        style: LoadedStyle,
+        data: bytes,
+        options: Options,
+        client_gone: Callable[[], Awaitable[object]],
+    ) -> Converted:
+        started = time.perf_counter()
+        media_type = imaging.MEDIA_TYPES[options.format]
+        key = await self._cache_key(data, style, options)
+        if key and (hit := self._lookup(key)):
+            return Converted(hit.body, hit.media_type, hit.style, {"cache": time.perf_counter() - started}, "hit")
+        prepared, batch = await self._decode(data, style, options.max_side)
+        decoded = time.perf_counter()
+        output = await self._predict(ticket, style, batch, client_gone())
+        encode_started = time.perf_counter()
+        body = await self.images.run(encode, output, prepared, options)
+        timing = {
+            "decode": decoded - started,
+            "queue": ticket.queue_s,
+            "inference": ticket.inference_s,
+            "encode": time.perf_counter() - encode_started,
+        }
+        if key:
+            self.cache.put(key, CachedResult(body, media_type, style.spec.name))
+        out_size = prepared.original_size if options.keep_size else prepared.rgb.size
+        return Converted(
+            body, media_type, style.spec.name, timing, "miss" if key else None, prepared.original_size, out_size
+        )
+
+    async def compare(
+        self,
+        ticket: Ticket,
+        styles: list[LoadedStyle],
+        data: bytes,
+        options: Options,
+        client_gone: Callable[[], Awaitable[object]],
+    ) -> bytes:
+        """The original and one tile per style, as one captioned sheet."""
+        original, _ = await self._decode(data, None, options.max_side)
+        tiles: list[tuple[str, Image.Image]] = [("original", original.rgb)]
+        for style in styles:
+            _, batch = await self._decode(data, style, options.max_side)
+            output = await self._predict(ticket, style, batch, client_gone())
+            tiles.append(
+                (style.spec.display_name or style.spec.name, await self.images.run(imaging.from_output, output[0]))
+            )
+        return await self.images.run(_sheet, tiles, original.rgb.size, options)
+
+    async def _decode(
+        self, data: bytes, style: LoadedStyle | None, max_side: int
+    ) -> tuple[imaging.Prepared, np.ndarray]:
+        try:
+            return await self.images.run(decode, data, style, max_side, self.max_pixels)
+        except imaging.ImageError as exc:
+            raise ApiError(_IMAGE_ERROR_CODES[type(exc)], str(exc)) from exc
+
+    async def _predict(
+        self, ticket: Ticket, style: LoadedStyle, batch: np.ndarray, client_gone: Awaitable[object]
+    ) -> np.ndarray:
+        key = (id(style.predictor), batch.shape[1:])
+        try:
+            output = await self.engine.run_batch(ticket, style.predictor, batch, key=key, client_gone=client_gone)
+        except DeadlineExceeded:
+            raise ApiError("deadline_exceeded", f"no result within {self.engine.timeout_s:g} s") from None
+        except ClientGone:
+            log.info("client disconnected while queued; inference skipped")
+            raise ApiError("client_closed_request", "the client disconnected before inference") from None
+        except Exception as exc:
+            log.exception("inference failed for style %s", style.spec.name)
+            raise ApiError("inference_failed", f"the model failed on this picture ({type(exc).__name__})") from exc
+        self.metrics.observe_inference(style.spec.name, ticket.queue_s, ticket.inference_s)
+        return output
+
+    async def _cache_key(self, data: bytes, style: LoadedStyle, options: Options) -> str | None:
+        """The upload's cache key (hashed off the event loop), or None with the cache off."""
+        if not self.cache.enabled:
+            return None
+        params: dict[str, Any] = {
+            "style": style.spec.name,
+            "model": str(style.path),
+            "side": options.max_side,
+            "keep_size": options.keep_size,
+            "format": options.format,
+            "quality": options.quality,
+        }
+        return await self.images.run(lambda: cache_key(data, **params))
+
+    def _lookup(self, key: str) -> CachedResult | None:
+        hit = self.cache.get(key)
+        self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
+        return hit
+
+
+def _sheet(tiles: list[tuple[str, Image.Image]], size: tuple[int, int], options: Options) -> bytes:
+    return imaging.encode(imaging.contact_sheet(tiles, size), options.format, options.quality)

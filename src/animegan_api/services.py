@@ -1,0 +1,91 @@
+"""The app's services as one typed object: created in the lifespan, torn down on shutdown.
+
+Routes and middleware reach everything through it (``app.state.services``),
+so there is one place that says what a running service holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from .cache import ResultCache
+from .config import Settings
+from .engine import InferenceEngine
+from .metrics import Metrics
+from .pipeline import ImagePool, Pipeline
+from .precision import check_batches
+from .registry import StyleRegistry, build_registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: Metrics
+    registry: StyleRegistry
+    engine: InferenceEngine
+    images: ImagePool
+    cache: ResultCache
+    pipeline: Pipeline
+    draining: bool = False
+    closed: bool = False
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @classmethod
+    async def start(cls, settings: Settings, metrics: Metrics) -> Services:
+        """Load and warm the models (off the event loop), then build the engine, pools and cache around them."""
+        registry = await asyncio.to_thread(load_registry, settings, metrics)
+        if not registry.ready:
+            log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
+        engine = InferenceEngine(
+            settings.workers,
+            settings.max_queue,
+            settings.request_timeout_s,
+            max_batch=settings.max_batch,
+            max_batch_wait_ms=settings.max_batch_wait_ms,
+            inference_nice=settings.inference_nice,
+        )
+        images = ImagePool(settings.image_threads)
+        cache = ResultCache(settings.cache_max_bytes)
+        metrics.watch_engine(engine, cache)
+        pipeline = Pipeline(engine, images, cache, metrics, settings.max_pixels)
+        return cls(settings, metrics, registry, engine, images, cache, pipeline)
+
+    @property
+    def ready(self) -> bool:
+        return not self.closed and self.registry.ready
+
+    async def reload(self) -> StyleRegistry:
+        """Rescan the weights folder and swap the registry in one assignment.
+
+        Requests already running keep the model they resolved; new ones see the
+        new registry. Overlapping reloads queue behind one another.
+        """
+        async with self._reload_lock:
+            self.registry = await asyncio.to_thread(load_registry, self.settings, self.metrics)
+            self.cache.clear()
+        log.info("styles reloaded: %s", self.registry.names)
+        return self.registry
+
+    def close(self) -> None:
+        self.closed = True
+        self.engine.shutdown()
+        self.images.shutdown()
+
+
+def load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
+    return build_registry(
+        settings.weights_dir,
+        backend=settings.backend,
+        default_style=settings.default_style,
+        threads=settings.threads,
+        warmup_side=settings.warmup_side,
+        lazy=settings.load_mode == "lazy",
+        max_loaded=settings.max_loaded_models,
+        precision=settings.precision,
+        check_batches=check_batches(settings.precision_check_dir) if settings.precision == "bf16" else None,
+        on_load=lambda name, seconds: metrics.model_load.labels(name).set(seconds),
+    )

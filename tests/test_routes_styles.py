@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from animegan_api import precision
+from animegan_api.config import Settings
+from conftest import picture_bytes, save_random_generator
+
+
+async def test_styles_lists_metadata_and_unusable_files(
+    weights_dir: Path, make_client: Any, settings_for: Callable[..., Settings]
+) -> None:
+    save_random_generator(
+        weights_dir / "legacy.pt", sidecar={"name": "legacy", "upsample": "tf_legacy", "license": "non-commercial"}
+    )
+    (weights_dir / "broken.pt").write_bytes(b"not a checkpoint")
+    async with make_client(settings_for(default_style="legacy")) as client:
+        body = (await client.get("/v1/styles")).json()
+    styles = {s["name"]: s for s in body["styles"]}
+    assert set(styles) == {"broken", "legacy", "random"}
+    assert styles["legacy"]["upsample"] == "tf_legacy" and styles["legacy"]["default"] is True
+    assert styles["random"]["parameters"] == 2143552 and styles["random"]["file"] == "random.pt"
+    assert styles["random"]["loaded"] and styles["random"]["available"] and styles["random"]["memory_bytes"] >= 0
+    assert styles["random"]["weights_bytes"] > 8_000_000
+    assert not styles["broken"]["available"] and "not a readable PyTorch checkpoint" in styles["broken"]["reason"]
+    assert [u["file"] for u in body["unavailable"]] == ["broken.pt"]
+
+
+async def test_styles_listing_reports_the_precision(
+    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import serving
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    photos = tmp_path / "check"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(picture_bytes((40, 40)))
+    settings = Settings(weights_dir=weights_dir, warmup_side=32, precision="bf16", precision_check_dir=photos)
+    async with serving(settings) as client:
+        (info,) = (await client.get("/v1/styles")).json()["styles"]
+    assert info["precision"] == "fp32" and "AVX-512" in info["precision_note"]
