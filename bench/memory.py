@@ -1,13 +1,15 @@
-"""What one forward costs in memory at 512, 1024 and 2048 px.
+"""What one forward costs in time and memory, per style and size: whole picture against strips.
 
     python bench/memory.py --weights ../shared/models
+    python bench/memory.py --sizes 512 1024 2048 4096 --models animeganv2_hayao.pt animeganv3_hayao.onnx
 
-Each size runs in a fresh process (so an earlier, larger forward cannot hide
-a smaller one's peak): load the Hayao generator as the service does, note
-the resident set, run one forward on a real photo at that size, and report
-the peak resident set (VmHWM) minus that baseline. It runs with and without
-the huge-page malloc tunable that ``serve`` sets, since huge pages round
-allocations up to 2 MiB.
+Each measurement runs in a fresh process (so an earlier, larger forward
+cannot hide a smaller one's peak) with the huge-page malloc that ``serve``
+uses: load the style as the service does, note the resident set, run one
+forward on a real photo at that size, and report the peak resident set
+(VmHWM) minus that baseline. PyTorch styles run both ways: ``whole`` (the
+plain module, the reference) and ``strips`` (what the service runs,
+:mod:`animegan_api.tiling`); ONNX styles run as ONNX Runtime runs them.
 """
 
 from __future__ import annotations
@@ -23,40 +25,48 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 PROBE = """
 import json, sys, time
 from pathlib import Path
+import numpy as np
 import torch
 from PIL import Image
 from animegan_api import imaging
-from animegan_api.predictors import load_style
+from animegan_api.predictors import TorchPredictor, load_style
 from animegan_api.weights import ModelFile, read_spec
 
 def status(field):
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))
     return int(line.split()[1]) / 1024
 
-model, photo, side, threads = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+model, photo, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[5]
+side, threads = int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
-predictor = load_style(ModelFile(model, read_spec(model)), threads, 64).predictor
-batch = imaging.to_batch(Image.open(photo).convert("RGB").resize((side, side), Image.Resampling.LANCZOS))
+style = load_style(ModelFile(model, read_spec(model)), threads, 64)
+predictor = style.predictor
+if mode == "whole":
+    predictor.forward = predictor.module
+image = Image.open(photo).convert("RGB")
+height = max(style.size_multiple, side * image.height // image.width // style.size_multiple * style.size_multiple)
+batch = imaging.to_batch(image.resize((side, height), Image.Resampling.LANCZOS))
+del image
 idle = status("VmRSS")
 began = time.perf_counter()
 predictor(batch)
-print(json.dumps({"idle_mib": idle, "peak_mib": status("VmHWM"), "forward_s": time.perf_counter() - began}))
+print(json.dumps({"idle_mib": idle, "peak_mib": status("VmHWM"), "forward_s": time.perf_counter() - began,
+                  "width": side, "height": height}))
 """
 
 
-def measure(model: Path, photo: Path, side: int, threads: int, hugepages: bool) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    if hugepages:
-        env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
+def measure(model: Path, photo: Path, side: int, threads: int, mode: str) -> dict[str, float]:
+    env = {**os.environ, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(model), str(photo), str(side), str(threads)],
+        [sys.executable, "-c", PROBE, str(model), str(photo), str(side), str(threads), mode],
         env=env,
         capture_output=True,
         text=True,
         check=True,
-        timeout=600,
+        timeout=1800,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,18 +74,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=SHARED / "models")
     parser.add_argument("--photos", type=Path, default=SHARED / "photos")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    parser.add_argument("--models", nargs="+", default=["animeganv2_hayao.pt"], help="file names in --weights")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-whole-above", type=int, default=2048, help="the whole forward needs ~6.5 GiB at 2048")
     args = parser.parse_args(argv)
-    model, photo = args.weights / "animeganv2_hayao.pt", args.photos / "street_03_4k.jpg"
-    print(f"{'side':>5} {'huge pages':>10} {'idle MiB':>9} {'peak MiB':>9} {'forward MiB':>12} {'forward s':>10}")
-    for side in args.sizes:
-        for hugepages in (True, False):
-            row = measure(model, photo, side, args.threads, hugepages)
-            print(
-                f"{side:>5} {'on' if hugepages else 'off':>10} {row['idle_mib']:>9.0f} {row['peak_mib']:>9.0f} "
-                f"{row['peak_mib'] - row['idle_mib']:>12.0f} {row['forward_s']:>10.2f}",
-                flush=True,
-            )
+    photo = args.photos / "street_03_4k.jpg"
+    heading = ("model", "mode", "size", "idle MiB", "peak MiB", "forward MiB", "forward s")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heading, (24, 7, 11, 9, 9, 12, 10), strict=True)))
+    for name in args.models:
+        model, stem = args.weights / name, name
+        modes = ["whole", "strips"] if model.suffix == ".pt" else ["onnx"]
+        for side in args.sizes:
+            for mode in modes:
+                if mode == "whole" and side > args.skip_whole_above:
+                    continue
+                row = measure(model, photo, side, args.threads, mode)
+                size = f"{int(row['width'])}x{int(row['height'])}"
+                print(
+                    f"{stem:>24} {mode:>7} {size:>11} {row['idle_mib']:>9.0f} {row['peak_mib']:>9.0f} "
+                    f"{row['peak_mib'] - row['idle_mib']:>12.0f} {row['forward_s']:>10.2f}",
+                    flush=True,
+                )
     return 0
 
 
