@@ -144,13 +144,20 @@ class OnnxSignature:
 
 
 def open_onnx(path: Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session with fixed thread counts (threads do not spin between calls)."""
+    """An ONNX Runtime CPU session with fixed thread counts (threads do not spin between calls).
+
+    Its memory arena is off: the arena keeps what a large picture made it grow
+    (after one 1536 px forward of AnimeGANv3 Hayao: 3.0 GB resident, for good),
+    while plain malloc gives it back (73 MB after a trim); the 512 px forward
+    costs 3.8% more (0.818 s against 0.788 s on 2 threads).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_cpu_mem_arena = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 4  # failures reach us as exceptions; ORT's own log would repeat them
     if not path.is_file():
