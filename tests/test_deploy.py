@@ -15,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from animegan_api.memory import default_budget
 from local_server import free_port, launch, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,9 +70,20 @@ def test_manifests_agree_with_the_service() -> None:
     drain = float(env["ANIMEGAN_DRAIN_TIMEOUT_S"])
     assert pod["terminationGracePeriodSeconds"] >= drain + container["lifecycle"]["preStop"]["sleep"]["seconds"] + 10
     assert any(v["name"] == "weights" and v["readOnly"] for v in container["volumeMounts"])
+    # No request the settings admit may get the pod OOM-killed: the budget comes from the pod's limit, with headroom.
+    limit = _bytes(container["resources"]["limits"]["memory"])
+    budget_mb = int(env.get("ANIMEGAN_MEMORY_BUDGET_MB", "-1"))
+    assert budget_mb != 0, "the memory budget must not be turned off in the shipped manifest"
+    budget = budget_mb * 1024 * 1024 if budget_mb > 0 else default_budget(limit)
+    assert budget <= limit - 256 * 1024 * 1024
     hpa = yaml.safe_load((REPO / "deploy/kubernetes/hpa.yaml").read_text())
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     assert "animegan_queued_requests" in (REPO / "deploy/kubernetes/hpa.yaml").read_text()
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    return int(quantity[:-2]) * units[quantity[-2:]] if quantity[-2:] in units else int(quantity)
 
 
 def test_dockerfile_and_compose_agree_with_the_service() -> None:

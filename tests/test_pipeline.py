@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import asyncio
+import io
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from animegan_api.config import Settings
-from conftest import AppClient, picture_bytes, swap_predictor, upload
+from conftest import AppClient, expect_error, picture_bytes, swap_predictor, upload
+from gates import Gate, until
 
 
 async def test_repeated_upload_is_a_cache_hit_with_the_same_bytes(client: AppClient) -> None:
@@ -61,3 +65,86 @@ async def test_cache_off_sends_no_cache_header(make_client: Any, settings_for: C
         for _ in range(2):
             response = await client.post("/v1/transform", files=upload(photo))
             assert response.status_code == 200 and "x-cache" not in response.headers
+
+
+def _shrink_budget(client: AppClient, capacity: int) -> Any:
+    """Leave requests ``capacity`` bytes above what is resident now (a test process holds far more than a pod)."""
+    budget = client.app.state.services.engine.budget
+    budget.total = budget.baseline + capacity
+    return budget
+
+
+async def test_a_picture_that_could_never_fit_is_413_naming_the_size_that_would(client: AppClient) -> None:
+    loaded = client.app.state.services.registry.entries["random"].loaded
+    assert loaded.cost is not None and loaded.cost.forward_bytes(128, 128) > 0  # known at load
+    _shrink_budget(client, loaded.cost.forward_bytes(128, 128) + 2 * 1024 * 1024)
+    photo = picture_bytes((400, 400))
+    message = expect_error(
+        await client.post("/v1/transform", files=upload(photo), data={"max_side": "400"}), 413, "too_large_for_memory"
+    )
+    side = int(message.rsplit(" ", 1)[1])
+    assert 16 <= side < 400
+    fits = await client.post("/v1/transform", files=upload(photo), data={"max_side": str(side)})
+    assert fits.status_code == 200 and Image.open(io.BytesIO(fits.content)).size == (side, side)
+    assert client.app.state.services.engine.budget.reserved == 0
+
+
+async def test_a_request_that_fits_later_waits_for_bytes_then_runs(client: AppClient) -> None:
+    loaded = client.app.state.services.registry.entries["random"].loaded
+    photo = picture_bytes((64, 64))
+    budget = _shrink_budget(client, loaded.cost.forward_bytes(64, 64) + 1024 * 1024)  # room for one at a time
+    gate = Gate(output=np.zeros_like)
+    swap_predictor(client, gate)
+    first = asyncio.ensure_future(client.post("/v1/transform", files=upload(photo)))
+    await gate.started(1)
+    second = asyncio.ensure_future(client.post("/v1/transform", files=upload(picture_bytes((64, 64), color=(1, 2, 3)))))
+    await until(lambda: budget.waiting == 1)
+    limits = (await client.get("/v1/limits")).json()
+    assert limits["memory_reserved_bytes"] > 0 and limits["memory_budget_bytes"] == budget.total
+    assert len(gate.inputs) == 1  # the second waits for bytes, not yet for the model
+    gate.open()
+    assert [r.status_code for r in await asyncio.gather(first, second)] == [200, 200]
+    assert budget.reserved == 0
+
+
+async def test_waiting_for_bytes_ends_at_the_deadline(make_client: Any, settings_for: Callable[..., Settings]) -> None:
+    async with make_client(settings_for(request_timeout_s=1.0)) as client:
+        loaded = client.app.state.services.registry.entries["random"].loaded
+        _shrink_budget(client, loaded.cost.forward_bytes(64, 64) + 1024 * 1024)
+        gate = Gate(output=np.zeros_like)
+        swap_predictor(client, gate)
+        first = asyncio.ensure_future(client.post("/v1/transform", files=upload(picture_bytes((64, 64)))))
+        await gate.started(1)
+        late = await client.post("/v1/transform", files=upload(picture_bytes((64, 64), color=(9, 9, 9))))
+        expect_error(late, 504, "deadline_exceeded")
+        gate.open()
+        await first
+
+
+async def test_a_forward_that_cannot_finish_by_the_deadline_is_413_at_once(client: AppClient) -> None:
+    services = client.app.state.services
+    predictor = services.registry.entries["random"].loaded.predictor
+    services.engine.speed.record(predictor, 1, 1e-4)  # 0.1 ms per element: 1.2 s for 64x64, 75 s for 512x512
+    photo = picture_bytes((512, 512))
+    message = expect_error(await client.post("/v1/transform", files=upload(photo)), 413, "too_large_for_deadline")
+    side = int(message.rsplit(" ", 1)[1])
+    assert 16 <= side < 512 and 1e-4 * 3 * side * side <= 30
+
+
+async def test_limits_report_the_budget_and_each_style(client: AppClient) -> None:
+    limits = (await client.get("/v1/limits")).json()
+    budget = client.app.state.services.engine.budget
+    assert limits["memory_budget_bytes"] == budget.total and limits["memory_reserved_bytes"] == 0
+    assert limits["memory_baseline_bytes"] == budget.baseline and limits["resident_bytes"] > 0
+    (style,) = limits["styles"]
+    assert style["name"] == "random" and style["memory_at_512_bytes"] > 0
+    assert 16 <= style["largest_max_side"] <= limits["max_side_limit"]
+
+
+async def test_the_budget_can_be_turned_off(make_client: Any, settings_for: Callable[..., Settings]) -> None:
+    async with make_client(settings_for(memory_budget_mb=0)) as client:
+        assert client.app.state.services.engine.budget is None
+        assert client.app.state.services.registry.entries["random"].loaded.cost is None
+        assert (await client.post("/v1/transform", files=upload(picture_bytes()))).status_code == 200
+        limits = (await client.get("/v1/limits")).json()
+        assert limits["memory_budget_bytes"] is None and limits["styles"][0]["largest_max_side"] is None

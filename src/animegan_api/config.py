@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     max_side_limit: int = Field(2048, ge=16)
     warmup_side: int = Field(256, ge=16, le=4096, description="Size of the warm-up forward at startup.")
 
+    memory_budget_mb: int | None = Field(
+        None,
+        ge=0,
+        description="Memory the process may use, in MiB; admission reserves each request's predicted bytes "
+        "within it. Default: the container's limit less max(10%, 256 MiB), else 75% of physical memory; 0: off.",
+    )
+
     cache_max_bytes: int = Field(
         64 * MiB, ge=0, description="Bytes of finished pictures kept for repeated uploads (0: no result cache)."
     )

@@ -27,8 +27,9 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from .batching import Batcher
+from .memory import Budget
 from .speed import SpeedEstimates, elements
-from .tickets import ClientGone, DeadlineExceeded, Overloaded, Ticket, watch
+from .tickets import ClientGone, DeadlineExceeded, Overloaded, Ticket, TooLarge, watch
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class InferenceEngine:
         max_batch: int = 1,
         max_batch_wait_ms: float = 0.0,
         inference_nice: int = 0,
+        budget: Budget | None = None,
     ) -> None:
         self.workers = workers
         self.max_queue = max_queue
@@ -52,6 +54,7 @@ class InferenceEngine:
         self.admitted = 0
         self.running = 0
         self.speed = SpeedEstimates()
+        self.budget = budget
         self._slots = asyncio.Semaphore(workers)
         self._batcher = Batcher(self, max_batch, max_batch_wait_ms / 1000) if max_batch > 1 else None
         self._executor = ThreadPoolExecutor(
@@ -76,6 +79,20 @@ class InferenceEngine:
             raise Overloaded
         self.admitted += 1
         return Ticket(time.monotonic() + self.timeout_s, self._leave)
+
+    async def reserve(
+        self, ticket: Ticket, nbytes: int, client_gone: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        """Hold ``nbytes`` of the memory budget until the ticket is given back, waiting for them if need be.
+
+        Raises :class:`TooLarge` at once when they could never fit; waiting ends
+        at the ticket's deadline or the client's disconnect like a slot's.
+        """
+        if self.budget is None:
+            return
+        if not self.budget.fits(nbytes):
+            raise TooLarge
+        await self.budget.reserve(nbytes, ticket, client_gone)
 
     async def run(
         self,
@@ -135,8 +152,11 @@ class InferenceEngine:
             self._batcher.shutdown()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def _leave(self) -> None:
+    def _leave(self, ticket: Ticket) -> None:
         self.admitted -= 1
+        if self.budget is not None and ticket.reserved:
+            self.budget.release(ticket.reserved)
+            ticket.reserved = 0
 
     def _finished(self, future: asyncio.Future[Any], count: int) -> None:
         if not future.cancelled():

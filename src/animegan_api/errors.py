@@ -29,6 +29,8 @@ STATUS: dict[str, int] = {
     "body_timeout": 408,
     "upload_too_large": 413,
     "image_too_large": 413,
+    "too_large_for_memory": 413,
+    "too_large_for_deadline": 413,
     "unsupported_image": 415,
     "rate_limited": 429,
     "client_closed_request": 499,

@@ -95,6 +95,32 @@ def prepare(
     return Prepared(_resize(rgb, target), alpha, oriented, source_format)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What decoding an upload will produce, read from its header alone: the sizes its memory follows."""
+
+    original: tuple[int, int]
+    processed: tuple[int, int]
+    decoded_pixels: int
+
+
+def plan(data: bytes, *, max_pixels: int, max_side: int, multiple: int = 1, face_crop: bool = False) -> Plan:
+    """The sizes :func:`prepare` will produce for ``data``, without decoding a pixel."""
+    image = _open(data, max_pixels)
+    oriented = _oriented_size(image)
+    crop_side = min(oriented) if face_crop else None
+    target = plan_size(crop_side or oriented[0], crop_side or oriented[1], max_side, multiple)
+    width, height = image.size
+    if image.format in ("JPEG", "MPO"):  # draft decodes at 1/2, 1/4 or 1/8, never below the target
+        scale = max(target[0] / (crop_side or oriented[0]), target[1] / (crop_side or oriented[1]))
+        reduction = 1
+        while reduction < 8 and scale * reduction * 2 <= 1:
+            reduction *= 2
+        width, height = math.ceil(width / reduction), math.ceil(height / reduction)
+    original = (crop_side, crop_side) if crop_side else oriented
+    return Plan(original, target, width * height)
+
+
 def to_batch(rgb: Image.Image) -> np.ndarray:
     """NCHW float32 in [-1, 1], the input convention of every AnimeGAN generator."""
     array = np.asarray(rgb, dtype=np.float32)

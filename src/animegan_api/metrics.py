@@ -70,11 +70,20 @@ class Metrics:
         self.cache_bytes = Gauge("animegan_cache_bytes", "Bytes of pictures held by the result cache.", registry=r)
         self.in_flight = Gauge("animegan_in_flight_requests", "Requests running inference now.", registry=r)
         self.queued = Gauge("animegan_queued_requests", "Requests admitted and waiting for a slot.", registry=r)
+        self.memory_budget = Gauge("animegan_memory_budget_bytes", "Memory the process may use.", registry=r)
+        self.memory_reserved = Gauge(
+            "animegan_memory_reserved_bytes", "Memory admitted requests have reserved.", registry=r
+        )
+        self.memory_waiting = Gauge("animegan_memory_waiting_requests", "Requests waiting for memory.", registry=r)
 
     def watch_engine(self, engine: Any, cache: Any) -> None:
         self.in_flight.set_function(lambda: engine.running)
         self.queued.set_function(lambda: engine.waiting)
         self.cache_bytes.set_function(lambda: cache.size_bytes)
+        if (budget := engine.budget) is not None:
+            self.memory_budget.set_function(lambda: budget.total)
+            self.memory_reserved.set_function(lambda: budget.reserved)
+            self.memory_waiting.set_function(lambda: budget.waiting)
 
     def observe_inference(self, style: str, queue_s: float, inference_s: float) -> None:
         self.queue_wait.labels(style).observe(queue_s)

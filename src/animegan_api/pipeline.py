@@ -25,13 +25,16 @@ from . import imaging
 from .cache import CachedResult, ResultCache, cache_key
 from .engine import InferenceEngine
 from .errors import ApiError
+from .memory import MiB, give_back
 from .metrics import Metrics
 from .predictors import LoadedStyle
-from .tickets import ClientGone, DeadlineExceeded, Ticket
+from .sizing import memory_need, time_limit_side
+from .tickets import ClientGone, DeadlineExceeded, Ticket, TooLarge
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+GIVE_BACK_PIXELS = 1_000_000
 _IMAGE_ERROR_CODES: dict[type[imaging.ImageError], str] = {
     imaging.UnsupportedImage: "unsupported_image",
     imaging.CorruptImage: "corrupt_image",
@@ -125,14 +128,17 @@ class Pipeline:
         key = await self._cache_key(data, style, options)
         if key and (hit := self._lookup(key)):
             return Converted(hit.body, hit.media_type, hit.style, {"cache": time.perf_counter() - started}, "hit")
+        waited = await self._admit(ticket, [style], data, options, client_gone)
         prepared, batch = await self._decode(data, style, options.max_side)
         decoded = time.perf_counter()
         output = await self._predict(ticket, style, batch, client_gone())
         encode_started = time.perf_counter()
         body = await self.images.run(encode, output, prepared, options)
+        del output, batch
+        await self._give_back(prepared)
         timing = {
-            "decode": decoded - started,
-            "queue": ticket.queue_s,
+            "decode": decoded - started - waited,
+            "queue": waited + ticket.queue_s,
             "inference": ticket.inference_s,
             "encode": time.perf_counter() - encode_started,
         }
@@ -152,6 +158,7 @@ class Pipeline:
         client_gone: Callable[[], Awaitable[object]],
     ) -> bytes:
         """The original and one tile per style, as one captioned sheet."""
+        await self._admit(ticket, styles, data, options, client_gone)
         original, _ = await self._decode(data, None, options.max_side)
         tiles: list[tuple[str, Image.Image]] = [("original", original.rgb)]
         for style in styles:
@@ -161,6 +168,61 @@ class Pipeline:
                 (style.spec.display_name or style.spec.name, await self.images.run(imaging.from_output, output[0]))
             )
         return await self.images.run(_sheet, tiles, original.rgb.size, options)
+
+    async def _admit(
+        self,
+        ticket: Ticket,
+        styles: list[LoadedStyle],
+        data: bytes,
+        options: Options,
+        client_gone: Callable[[], Awaitable[object]],
+    ) -> float:
+        """Refuse what can never finish or fit; reserve the request's memory. Returns seconds spent waiting."""
+        plan = await self._plan(data, styles[0], options.max_side)
+        for style in styles:
+            rate = self.engine.speed.expected_s(style.predictor, 1)
+            if (side := time_limit_side(rate, self.engine.timeout_s, plan, style.size_multiple)) is not None:
+                message = f"{style.spec.name} would need longer than the {self.engine.timeout_s:g} s deadline"
+                raise ApiError("too_large_for_deadline", f"{message}; the largest max_side that finishes is {side}")
+        need = memory_need(styles, plan, options.keep_size)
+        started = time.perf_counter()
+        try:
+            await self.engine.reserve(ticket, need.nbytes, client_gone)
+        except TooLarge:
+            capacity = self.engine.budget.capacity if self.engine.budget else 0
+            message = (
+                f"at max_side {options.max_side} this picture needs {need.nbytes / MiB:.0f} MiB, more than the "
+                f"{capacity / MiB:.0f} MiB one request may have; the largest max_side that fits is "
+                f"{need.largest_side(capacity)}"
+            )
+            raise ApiError("too_large_for_memory", message) from None
+        except (DeadlineExceeded, ClientGone) as exc:
+            raise self._waiting_error(exc) from None
+        return time.perf_counter() - started
+
+    async def _plan(self, data: bytes, style: LoadedStyle, max_side: int) -> imaging.Plan:
+        face = style.spec.preprocess == "face"
+        multiple = style.size_multiple
+        try:
+            return await self.images.run(
+                lambda: imaging.plan(
+                    data, max_pixels=self.max_pixels, max_side=max_side, multiple=multiple, face_crop=face
+                )
+            )
+        except imaging.ImageError as exc:
+            raise ApiError(_IMAGE_ERROR_CODES[type(exc)], str(exc)) from exc
+
+    def _waiting_error(self, exc: Exception) -> ApiError:
+        if isinstance(exc, ClientGone):
+            log.info("client disconnected while queued; inference skipped")
+            return ApiError("client_closed_request", "the client disconnected before inference")
+        return ApiError("deadline_exceeded", f"no result within {self.engine.timeout_s:g} s")
+
+    async def _give_back(self, prepared: imaging.Prepared) -> None:
+        """After a large picture, hand the allocator's freed memory back so idle memory returns to its floor."""
+        width, height = prepared.original_size
+        if width * height >= GIVE_BACK_PIXELS or prepared.rgb.width * prepared.rgb.height >= GIVE_BACK_PIXELS:
+            await self.images.run(give_back)
 
     async def _decode(
         self, data: bytes, style: LoadedStyle | None, max_side: int
@@ -176,11 +238,8 @@ class Pipeline:
         key = (id(style.predictor), batch.shape[1:])
         try:
             output = await self.engine.run_batch(ticket, style.predictor, batch, key=key, client_gone=client_gone)
-        except DeadlineExceeded:
-            raise ApiError("deadline_exceeded", f"no result within {self.engine.timeout_s:g} s") from None
-        except ClientGone:
-            log.info("client disconnected while queued; inference skipped")
-            raise ApiError("client_closed_request", "the client disconnected before inference") from None
+        except (DeadlineExceeded, ClientGone) as exc:
+            raise self._waiting_error(exc) from None
         except Exception as exc:
             log.exception("inference failed for style %s", style.spec.name)
             raise ApiError("inference_failed", f"the model failed on this picture ({type(exc).__name__})") from exc

@@ -8,7 +8,6 @@ sidecar that contradicts the model fails at load, never per request.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from .memory import Cost, calibrate, resident_bytes
 from .model import Generator
 from .precision import Precision, apply_precision
-from .tiling import StripForward
+from .tiling import StripCost, StripForward
 from .weights import (
     ModelFile,
     OnnxSignature,
@@ -100,6 +100,7 @@ class LoadedStyle:
     load_s: float
     precision: Precision = "fp32"
     precision_note: str | None = None
+    cost: Cost | None = None  # working memory of one forward, measured at load when a budget is kept
 
     @property
     def size_multiple(self) -> int:
@@ -112,12 +113,13 @@ def load_style(
     warmup_side: int,
     precision: Precision = "fp32",
     check_batches: list[np.ndarray] | None = None,
+    measure_memory: bool = False,
 ) -> LoadedStyle:
     """Load, complete the spec from the model itself, and warm up with a forward that proves the size rule.
 
     ``precision="bf16"`` is a request, not an order: see :func:`precision.bf16_refusal`.
     """
-    started, rss_before = time.perf_counter(), _rss_bytes()
+    started, rss_before = time.perf_counter(), resident_bytes()
     path = model_file.path
     verify_checksum(path, model_file.spec)
     predictor, spec, parameters = _open(model_file, threads)
@@ -125,9 +127,18 @@ def load_style(
     predictor, active, note = apply_precision(predictor, precision, check_batches)
     if note:
         log.warning("style %s stays fp32: %s", spec.name, note)
+    cost = _memory_cost(predictor, spec.size_multiple or 1, warmup_side) if measure_memory else None
     elapsed = time.perf_counter() - started
-    log.info("style %s loaded from %s and warmed in %.2f s (%s)", spec.name, path, elapsed, active)
-    return LoadedStyle(spec, path, predictor, parameters, max(0, _rss_bytes() - rss_before), elapsed, active, note)
+    log.info("style %s loaded from %s and warmed in %.2f s (%s, %s)", spec.name, path, elapsed, active, cost)
+    memory = max(0, resident_bytes() - rss_before)
+    return LoadedStyle(spec, path, predictor, parameters, memory, elapsed, active, note, cost)
+
+
+def _memory_cost(predictor: Predictor, multiple: int, side: int) -> Cost | None:
+    """Worked out from the strip forward's shapes, or measured at the warm-up side and twice that."""
+    if isinstance(predictor, TorchPredictor) and isinstance(predictor.forward, StripForward):
+        return StripCost(predictor.forward)
+    return calibrate(predictor, multiple, side)
 
 
 def _open(model_file: ModelFile, threads: int) -> tuple[Predictor, StyleSpec, int | None]:
@@ -177,11 +188,3 @@ def _settle_multiple(path: Path, spec: StyleSpec, predictor: Predictor, warmup_s
 def _odd_multiple(multiple: int, near: int) -> int:
     count = max(1, near // multiple)
     return multiple * (count if count % 2 else count + 1)
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0

@@ -67,6 +67,7 @@ class StyleRegistry:
     lazy: bool = False
     precision: Precision = "fp32"
     check_batches: list[np.ndarray] = field(default_factory=list, repr=False)
+    measure_memory: bool = False
     on_load: Callable[[str, float], None] | None = field(default=None, repr=False)
     _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -108,7 +109,12 @@ class StyleRegistry:
             if entry.loaded is None:
                 try:
                     entry.loaded = load_style(
-                        entry.file, self.threads, self.warmup_side, self.precision, self.check_batches
+                        entry.file,
+                        self.threads,
+                        self.warmup_side,
+                        self.precision,
+                        self.check_batches,
+                        self.measure_memory,
                     )
                 except WeightsError as exc:
                     entry.error = str(exc)
@@ -139,6 +145,7 @@ def build_registry(
     max_loaded: int | None = None,
     precision: Precision = "fp32",
     check_batches: list[np.ndarray] | None = None,
+    measure_memory: bool = False,
     on_load: Callable[[str, float], None] | None = None,
 ) -> StyleRegistry:
     """Discover the folder, choose a file per style, and load eagerly unless ``lazy``."""
@@ -151,6 +158,7 @@ def build_registry(
         lazy=lazy,
         precision=precision,
         check_batches=check_batches or [],
+        measure_memory=measure_memory,
         on_load=on_load,
     )
     for name, group in _group_by_name(files).items():

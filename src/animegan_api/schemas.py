@@ -70,5 +70,29 @@ class ReadyResponse(BaseModel):
     queued: int
 
 
+class StyleLimits(BaseModel):
+    name: str
+    memory_fixed_bytes: int | None = Field(description="Measured working memory of one forward: the fixed part.")
+    memory_per_pixel: float | None = Field(description="... and the bytes per processed pixel (measured styles).")
+    memory_at_512_bytes: int | None = Field(description="Working memory of one 512x512 forward; null until loaded.")
+    largest_max_side: int | None = Field(
+        description="The largest square max_side whose request fits the memory budget alone (null: no budget)."
+    )
+
+
+class LimitsResponse(BaseModel):
+    memory_budget_bytes: int | None = Field(description="What the process may use; null when the budget is off.")
+    memory_baseline_bytes: int | None = Field(description="Resident when serving began: the loaded models.")
+    memory_reserved_bytes: int | None = Field(description="Held now by admitted requests.")
+    resident_bytes: int = Field(description="The process's resident memory now.")
+    workers: int
+    max_queue: int
+    request_timeout_s: float
+    max_side_limit: int
+    max_upload_bytes: int
+    max_pixels: int
+    styles: list[StyleLimits]
+
+
 def error_doc(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .cache import ResultCache
 from .config import Settings
 from .engine import InferenceEngine
+from .memory import Budget, MiB, container_limit, default_budget, give_back, resident_bytes
 from .metrics import Metrics
 from .pipeline import ImagePool, Pipeline
 from .precision import check_batches
@@ -47,6 +48,7 @@ class Services:
             max_batch=settings.max_batch,
             max_batch_wait_ms=settings.max_batch_wait_ms,
             inference_nice=settings.inference_nice,
+            budget=_budget(settings),
         )
         images = ImagePool(settings.image_threads)
         cache = ResultCache(settings.cache_max_bytes)
@@ -67,6 +69,9 @@ class Services:
         async with self._reload_lock:
             self.registry = await asyncio.to_thread(load_registry, self.settings, self.metrics)
             self.cache.clear()
+            if (budget := self.engine.budget) is not None:  # the models resident now; running requests hold the rest
+                give_back()
+                budget.baseline = max(0, resident_bytes() - budget.reserved)
         log.info("styles reloaded: %s", self.registry.names)
         return self.registry
 
@@ -74,6 +79,17 @@ class Services:
         self.closed = True
         self.engine.shutdown()
         self.images.shutdown()
+
+
+def _budget(settings: Settings) -> Budget | None:
+    """The memory budget over what is resident now (the loaded models), or None when it is off."""
+    if settings.memory_budget_mb == 0:
+        return None
+    total = settings.memory_budget_mb * MiB if settings.memory_budget_mb else default_budget(container_limit())
+    give_back()
+    budget = Budget(total, resident_bytes())
+    log.info("memory budget %d MiB, %d MiB resident with the models loaded", total // MiB, budget.baseline // MiB)
+    return budget
 
 
 def load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
@@ -87,5 +103,6 @@ def load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
         max_loaded=settings.max_loaded_models,
         precision=settings.precision,
         check_batches=check_batches(settings.precision_check_dir) if settings.precision == "bf16" else None,
+        measure_memory=settings.memory_budget_mb != 0,
         on_load=lambda name, seconds: metrics.model_load.labels(name).set(seconds),
     )

@@ -28,14 +28,19 @@ class ClientGone(Exception):
     """The client went away before its request reached the model."""
 
 
+class TooLarge(Exception):
+    """The request could never be served within the limits, whatever else is running."""
+
+
 @dataclass
 class Ticket:
     """A request's place and its timings; leaving the ``with`` block gives the place back."""
 
     deadline: float
-    release: Callable[[], None] = field(repr=False)
+    release: Callable[[Ticket], None] = field(repr=False)
     queue_s: float = 0.0
     inference_s: float = 0.0
+    reserved: int = 0  # bytes of the memory budget this request holds
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -44,7 +49,7 @@ class Ticket:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self.release(self)
 
 
 async def watch(future: asyncio.Future[T], ticket: Ticket, client_gone: Awaitable[object] | None) -> bool:

@@ -32,7 +32,9 @@ IMAGE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error_doc("The upload is a supported format but truncated or corrupt (`corrupt_image`)."),
     404: error_doc("Unknown `style`; the message lists the valid names (`unknown_style`)."),
     413: error_doc(
-        "Upload above `max_upload_bytes` (`upload_too_large`) or picture above `max_pixels` (`image_too_large`)."
+        "Upload above `max_upload_bytes` (`upload_too_large`), picture above `max_pixels` (`image_too_large`), "
+        "or a processed size that could never fit the memory budget (`too_large_for_memory`) or finish before the "
+        "deadline (`too_large_for_deadline`); the message names the largest `max_side` that would."
     ),
     415: error_doc("Not a picture, or not JPEG/PNG/WebP/BMP/TIFF/GIF (`unsupported_image`)."),
     429: error_doc("Rate limit exceeded (`rate_limited`); see `Retry-After`."),

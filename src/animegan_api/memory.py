@@ -1,0 +1,231 @@
+"""The process's memory: its budget, what a request will cost, and handing freed memory back.
+
+Admission counts bytes as well as places. The budget defaults to the
+container's memory limit less headroom (or a share of physical memory
+without one); what is resident when serving starts (the loaded models) is
+counted once, and each request reserves its predicted working memory before
+it decodes. A request that could never fit is refused at once; one that fits
+later waits in the queue for bytes as it would for a slot.
+
+A style's working memory is known when it loads. The PyTorch strip forward
+works it out from its own layer shapes (:meth:`tiling.StripForward.peak_bytes`);
+other models are measured: two forwards at two sizes, each after handing
+cached memory back to the system, each read from the peak resident set. ONNX
+Runtime's cost per pixel falls a little as pictures grow, so the line through
+two small sizes over-predicts large ones: the safe side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .tickets import ClientGone, DeadlineExceeded, Ticket, watch
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+HEADROOM_SHARE, HEADROOM_MIN = 0.10, 256 * MiB
+PHYSICAL_SHARE = 0.75
+MIN_CALIBRATION_SIDE = 64
+_CGROUP_FILES = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+_NO_LIMIT = 1 << 60  # cgroup v1 reports "no limit" as a huge number
+
+
+def container_limit() -> int | None:
+    """The cgroup's memory limit in bytes (v2, then v1), or None where there is none."""
+    for path in _CGROUP_FILES:
+        try:
+            text = path.read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < _NO_LIMIT:
+            return int(text)
+        return None
+    return None
+
+
+def physical_memory() -> int:
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def default_budget(limit: int | None = None, physical: int | None = None) -> int:
+    """The limit less max(10%, 256 MiB) of headroom; without a limit, 75% of physical memory."""
+    if limit is not None:
+        return max(limit - max(int(limit * HEADROOM_SHARE), HEADROOM_MIN), limit // 2)
+    return int((physical or physical_memory()) * PHYSICAL_SHARE)
+
+
+def resident_bytes() -> int:
+    return _status_kib("VmRSS") * 1024
+
+
+def _status_kib(field: str) -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _reset_peak() -> bool:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def give_back() -> None:
+    """Return memory the allocator keeps after a large picture to the system (glibc's malloc_trim)."""
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        if not name:
+            return
+        _libc = ctypes.CDLL(name)
+    trim = getattr(_libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+class Cost(Protocol):
+    """Predicted working memory of one forward on a picture of this size."""
+
+    def forward_bytes(self, width: int, height: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class LinearCost:
+    """``fixed + per_pixel * pixels`` bytes: measured for a model whose memory cannot be worked out."""
+
+    fixed: int
+    per_pixel: float
+
+    def forward_bytes(self, width: int, height: int) -> int:
+        return int(self.fixed + self.per_pixel * width * height)
+
+
+def calibrate(forward: Callable[[np.ndarray], object], multiple: int, side: int = 256) -> LinearCost | None:
+    """Measure one predictor's working memory at ``side`` and twice that; None where the peak cannot be read.
+
+    Larger sides predict large pictures better (AnimeGANv3 Hayao's cost falls
+    from 886 B a pixel at 1024x576 to 658 at 2048x1152) and take longer at startup.
+    """
+    points = []
+    base = max(MIN_CALIBRATION_SIDE, side)
+    for edge in (max(multiple, base // multiple * multiple), max(multiple, 2 * base // multiple * multiple)):
+        batch = np.zeros((1, 3, edge, edge), dtype=np.float32)
+        give_back()
+        before = resident_bytes()
+        if not _reset_peak():
+            return None
+        forward(batch)
+        points.append((edge * edge, max(0, _status_kib("VmHWM") * 1024 - before)))
+    (p1, b1), (p2, b2) = points
+    per_pixel = max((b2 - b1) / (p2 - p1), b2 / p2 / 4)  # never below a quarter of the mean: noise is not a gift
+    give_back()
+    return LinearCost(fixed=max(0, int(b2 - per_pixel * p2)), per_pixel=per_pixel)
+
+
+def picture_bytes(decoded_pixels: int, processed_pixels: int, output_pixels: int) -> int:
+    """Bytes the pictures of one request hold around its forward.
+
+    The decoded upload (up to 4 bytes a pixel, with its RGB copy), the float32
+    input and output batches (12 bytes a pixel each), the output picture, its
+    resize to the original size, and the encoded answer.
+    """
+    return 7 * decoded_pixels + 27 * processed_pixels + 10 * output_pixels
+
+
+class Budget:
+    """Bytes reserved by admitted requests, against the budget less what was resident when serving began.
+
+    Waiters are served in order of arrival: a large request is not starved by
+    a stream of small ones behind it.
+    """
+
+    def __init__(self, total: int, baseline: int) -> None:
+        self.total = total
+        self.baseline = baseline
+        self.reserved = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @property
+    def capacity(self) -> int:
+        """What requests may reserve in all: the budget less the resident baseline."""
+        return max(0, self.total - self.baseline)
+
+    @property
+    def available(self) -> int:
+        return self.capacity - self.reserved
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for bytes now."""
+        return sum(1 for _, granted in self._waiters if not granted.done())
+
+    def fits(self, nbytes: int) -> bool:
+        """Whether a request of ``nbytes`` could ever be admitted, with nothing else running."""
+        return nbytes <= self.capacity
+
+    async def reserve(
+        self, nbytes: int, ticket: Ticket, client_gone: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        """Hold ``nbytes`` for the ticket, waiting (until its deadline) behind earlier waiters for them.
+
+        ``client_gone`` makes the awaitable that completes when the client leaves; it is called only to wait.
+        """
+        if not self._waiters and nbytes <= self.available:
+            self._take(ticket, nbytes)
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((nbytes, granted))
+        try:
+            left = await watch(granted, ticket, client_gone() if client_gone else None)
+        except BaseException:  # our request was cancelled: keep nothing
+            self._abandon(granted, nbytes)
+            raise
+        self._abandon(granted, nbytes, keep=True)
+        if granted.cancelled():
+            raise ClientGone if left else DeadlineExceeded
+        ticket.reserved += nbytes
+
+    def release(self, nbytes: int) -> None:
+        self.reserved -= nbytes
+        self._wake()
+
+    def _abandon(self, granted: asyncio.Future[None], nbytes: int, keep: bool = False) -> None:
+        """Stop waiting; a grant that came too late is given back unless ``keep``."""
+        if not granted.done():
+            granted.cancel()
+            self._wake()  # a waiter at the head that leaves must not block the ones behind it
+        elif not keep and not granted.cancelled():
+            self.release(nbytes)
+
+    def _take(self, ticket: Ticket, nbytes: int) -> None:
+        self.reserved += nbytes
+        ticket.reserved += nbytes
+
+    def _wake(self) -> None:
+        while self._waiters and (self._waiters[0][1].done() or self._waiters[0][0] <= self.available):
+            nbytes, granted = self._waiters.popleft()
+            if not granted.done():
+                self.reserved += nbytes
+                granted.set_result(None)
