@@ -121,14 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
     # After a second signal uvicorn restores this handler and re-raises the signal:
     # exiting 0 still tells a supervisor the shutdown was the one it asked for.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    serve(
-        create_app(settings),
-        settings.host,
-        settings.port,
-        settings.log_level,
-        settings.drain_timeout_s,
-        settings.request_timeout_s,
-    )
+    serve(create_app(settings), settings)
     return 0
 
 

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         64 * MiB, ge=0, description="Bytes of finished pictures kept for repeated uploads (0: no result cache)."
     )
 
+    max_head_bytes: int = Field(
+        64 * 1024, ge=4096, le=16 * MiB, description="Largest request line plus headers (431 above it)."
+    )
+    head_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="Longest a request's line and headers may take to arrive (408)."
+    )
     body_timeout_s: float = Field(
         15.0, gt=0, le=600, description="Longest wait for the next chunk of a request body (408)."
     )

@@ -18,6 +18,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from .app import services_of
+from .config import Settings
+from .protocol import bounded_head_protocol
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +53,18 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def serve(app: FastAPI, host: str, port: int, log_level: str, drain_timeout_s: float, request_timeout_s: float) -> None:
+def serve(app: FastAPI, settings: Settings) -> None:
     """Serve until a signal, drain, then shut down; returns normally (exit status 0)."""
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
-        log_level=log_level,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        http=bounded_head_protocol(settings.max_head_bytes, settings.head_timeout_s),
         server_header=False,
         log_config=None,  # logs.configure owns the handlers
         access_log=False,  # metrics.ObservabilityMiddleware writes one richer line per request
         proxy_headers=False,  # X-Forwarded-For is honoured only through the trust_forwarded_for setting
-        timeout_graceful_shutdown=max(1, int(request_timeout_s)),
+        timeout_graceful_shutdown=max(1, int(settings.request_timeout_s)),
     )
-    DrainingServer(config, app, drain_timeout_s).run()
+    DrainingServer(config, app, settings.drain_timeout_s).run()
