@@ -69,9 +69,9 @@ class Services:
         async with self._reload_lock:
             self.registry = await asyncio.to_thread(load_registry, self.settings, self.metrics)
             self.cache.clear()
-            if (budget := self.engine.budget) is not None:  # the models resident now; running requests hold the rest
+            if (budget := self.engine.budget) is not None:  # models resident now, running requests hold the rest
                 give_back()
-                budget.baseline = max(0, resident_bytes() - budget.reserved)
+                budget.baseline = max(0, resident_bytes() - budget.reserved) + self.settings.cache_max_bytes
         log.info("styles reloaded: %s", self.registry.names)
         return self.registry
 
@@ -82,12 +82,16 @@ class Services:
 
 
 def _budget(settings: Settings) -> Budget | None:
-    """The memory budget over what is resident now (the loaded models), or None when it is off."""
+    """The memory budget over its baseline, or None when it is off.
+
+    The baseline is what is resident now (the loaded models) plus what the
+    result cache may come to hold: both stay, whatever requests come.
+    """
     if settings.memory_budget_mb == 0:
         return None
     total = settings.memory_budget_mb * MiB if settings.memory_budget_mb else default_budget(container_limit())
     give_back()
-    budget = Budget(total, resident_bytes())
+    budget = Budget(total, resident_bytes() + settings.cache_max_bytes)
     log.info("memory budget %d MiB, %d MiB resident with the models loaded", total // MiB, budget.baseline // MiB)
     return budget
 
