@@ -7,7 +7,8 @@ from animegan_api.memory import LinearCost
 from animegan_api.model import Generator
 from animegan_api.predictors import LoadedStyle
 from animegan_api.sizing import FALLBACK, largest_square_side, memory_need, time_limit_side
-from animegan_api.tiling import StripCost, StripForward
+from animegan_api.strip_memory import StripCost
+from animegan_api.tiling import StripForward
 from animegan_api.weights import StyleSpec
 
 

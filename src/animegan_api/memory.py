@@ -8,7 +8,7 @@ it decodes. A request that could never fit is refused at once; one that fits
 later waits in the queue for bytes as it would for a slot.
 
 A style's working memory is known when it loads. The PyTorch strip forward
-works it out from its own layer shapes (:meth:`tiling.StripForward.peak_bytes`);
+works it out from its own layer shapes (:func:`strip_memory.peak_bytes`);
 other models are measured: two forwards at two sizes, each after handing
 cached memory back to the system, each read from the peak resident set. ONNX
 Runtime's cost per pixel falls a little as pictures grow, so the line through

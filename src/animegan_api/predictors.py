@@ -20,7 +20,8 @@ import torch
 from .memory import Cost, calibrate, resident_bytes
 from .model import Generator
 from .precision import Precision, apply_precision
-from .tiling import StripCost, StripForward
+from .strip_memory import StripCost
+from .tiling import StripForward
 from .weights import (
     ModelFile,
     OnnxSignature,

@@ -71,7 +71,7 @@ class Stored:
 
 
 @dataclass(frozen=True)
-class _Conv:
+class ConvStep:
     """One convolution with its reflection pad (left, right, top, bottom) and the norm after it."""
 
     conv: nn.Conv2d
@@ -80,7 +80,7 @@ class _Conv:
     act: bool
 
     @classmethod
-    def of(cls, layer: nn.Module) -> _Conv:
+    def of(cls, layer: nn.Module) -> ConvStep:
         assert isinstance(layer, ConvNormLReLU)
         pad_module, conv, norm, _ = layer
         assert isinstance(pad_module, nn.ReflectionPad2d) and isinstance(conv, nn.Conv2d)
@@ -89,7 +89,7 @@ class _Conv:
         return cls(conv, (left, right, top, bottom), norm, act=True)
 
     @classmethod
-    def plain(cls, conv: nn.Module, norm: nn.Module | None = None) -> _Conv:
+    def plain(cls, conv: nn.Module, norm: nn.Module | None = None) -> ConvStep:
         """A 1x1 convolution with no pad, its norm (if any) and no activation."""
         assert isinstance(conv, nn.Conv2d) and (norm is None or isinstance(norm, nn.GroupNorm))
         return cls(conv, (0, 0, 0, 0), norm, act=False)
@@ -112,66 +112,27 @@ class StripForward:
         height, width = int(x.shape[2]), int(x.shape[3])
         out = Stored([(0, x.contiguous(memory_format=CHANNELS_LAST))])
         for layer in g.block_a:
-            out = self._conv(out, _Conv.of(layer))
+            out = self._conv(out, ConvStep.of(layer))
         half = out.shape[2:]
         for layer in g.block_b:
-            out = self._conv(out, _Conv.of(layer))
+            out = self._conv(out, ConvStep.of(layer))
         for layer in g.block_c:
-            out = self._block(out, layer) if isinstance(layer, InvertedResBlock) else self._conv(out, _Conv.of(layer))
+            out = (
+                self._block(out, layer) if isinstance(layer, InvertedResBlock) else self._conv(out, ConvStep.of(layer))
+            )
         for index, layer in enumerate(g.block_d):
-            out = self._conv(out, _Conv.of(layer), resize_to=half if index == 0 else None)
+            out = self._conv(out, ConvStep.of(layer), resize_to=half if index == 0 else None)
         for index, layer in enumerate(g.block_e):
-            out = self._conv(out, _Conv.of(layer), resize_to=(height, width) if index == 0 else None)
-        final = self._conv(out, _Conv.plain(g.out_layer[0]))
+            out = self._conv(out, ConvStep.of(layer), resize_to=(height, width) if index == 0 else None)
+        final = self._conv(out, ConvStep.plain(g.out_layer[0]))
         del out
         return torch.tanh_(torch.cat([strip for _, strip in final.strips], dim=2))
 
-    def peak_bytes(self, width: int, height: int) -> int:
-        """The most this forward holds at once for one picture: stored activations and one strip's workspace.
-
-        Walks the same convolutions as :meth:`__call__` with shapes only, so a
-        request's memory is known before it decodes (allocator slack not included).
-        """
-        g, peak = self.generator, 0
-        shape = (3, height, width)
-        layers: list[tuple[_Conv, tuple[int, int] | None]] = [(_Conv.of(layer), None) for layer in g.block_a]
-        half = ((height + 1) // 2, (width + 1) // 2)
-        layers += [(_Conv.of(layer), None) for layer in g.block_b]
-        for layer in g.block_c:
-            if isinstance(layer, InvertedResBlock):
-                expand, depthwise, project, norm = layer.layers
-                layers += [(_Conv.of(expand), None), (_Conv.of(depthwise), None), (_Conv.plain(project, norm), None)]
-            else:
-                layers.append((_Conv.of(layer), None))
-        layers += [(_Conv.of(layer), half if i == 0 else None) for i, layer in enumerate(g.block_d)]
-        layers += [(_Conv.of(layer), (height, width) if i == 0 else None) for i, layer in enumerate(g.block_e)]
-        layers.append((_Conv.plain(g.out_layer[0]), None))
-        for step, resize_to in layers:
-            elements, shape = self._layer_elements(shape, step, resize_to)
-            peak = max(peak, elements)
-        return 4 * peak
-
-    def _layer_elements(
-        self, shape: tuple[int, int, int], step: _Conv, resize_to: tuple[int, int] | None
-    ) -> tuple[int, tuple[int, int, int]]:
-        """Elements alive while one convolution runs (source, output so far, window), and its output's shape."""
-        channels, src_h, src_w = shape
-        in_h, in_w = resize_to or (src_h, src_w)
-        conv = step.conv
-        (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
-        left, right, top, bottom = step.pad
-        out_h, out_w = (in_h + top + bottom - kh) // sh + 1, (in_w + left + right - kw) // sw + 1
-        rows = min(out_h, max(8, self.strip_pixels // out_w))
-        window = ((rows - 1) * sh + kh) * (in_w + left + right) * channels
-        upsampling = 2 * window if resize_to else 0  # the source rows and their resize, before the copy in
-        alive = channels * src_h * src_w + conv.out_channels * out_h * out_w + window + upsampling
-        return alive, (conv.out_channels, out_h, out_w)
-
     def _block(self, x: Stored, block: InvertedResBlock) -> Stored:
         expand, depthwise, project, norm = block.layers
-        h = self._conv(x, _Conv.of(expand))
-        h = self._conv(h, _Conv.of(depthwise))
-        out = self._conv(h, _Conv.plain(project, norm))
+        h = self._conv(x, ConvStep.of(expand))
+        h = self._conv(h, ConvStep.of(depthwise))
+        out = self._conv(h, ConvStep.plain(project, norm))
         del h
         if not block.use_res_connect:
             return out
@@ -181,7 +142,7 @@ class StripForward:
             strip.add_(x.rows(start, start + int(strip.shape[2])))
         return Stored(out.strips)
 
-    def _conv(self, src: Stored, step: _Conv, resize_to: tuple[int, int] | None = None) -> Stored:
+    def _conv(self, src: Stored, step: ConvStep, resize_to: tuple[int, int] | None = None) -> Stored:
         """One convolution over the whole picture, strip by strip, with the statistics of its norm."""
         conv = step.conv
         (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
@@ -339,19 +300,3 @@ def _blend(x: torch.Tensor, dim: int, lo: torch.Tensor, hi: torch.Tensor, frac: 
     weight = frac.view(shape)
     low = x.index_select(dim, lo)
     return low.add_(x.index_select(dim, hi).sub_(low).mul_(weight))
-
-
-@dataclass(frozen=True)
-class StripCost:
-    """The strip forward's memory from its shapes, with room for the allocator's slack.
-
-    Against ``bench/memory.py``: 272/604/1254 MiB worked out for 512x288,
-    1024x576 and 2048x1152, 213/468/1251 MiB measured.
-    """
-
-    forward: StripForward
-    slack: float = 0.10
-    extra: int = 32 * 1024 * 1024
-
-    def forward_bytes(self, width: int, height: int) -> int:
-        return int(self.forward.peak_bytes(width, height) * (1 + self.slack)) + self.extra
