@@ -248,3 +248,9 @@ async def test_compare_returns_a_captioned_sheet(
         assert unknown.status_code == 404
         bad = await client.post("/v1/compare", files=upload(b"nope"))
         assert bad.status_code == 415
+
+
+async def test_compare_with_only_separators_names_no_style_and_is_422(client: AppClient) -> None:
+    response = await client.post("/v1/compare", files=upload(picture_bytes()), data={"styles": " , ,"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "styles"]

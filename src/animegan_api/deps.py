@@ -107,6 +107,8 @@ def resolve(registry: StyleRegistry, name: str | None) -> StyleEntry:
 
 def resolve_many(registry: StyleRegistry, names: str | None, limit: int) -> list[StyleEntry]:
     wanted = [n.strip() for n in names.split(",") if n.strip()] if names else registry.names[:limit]
+    if names and not wanted:  # "," names no style: the client's mistake, not the service being unready
+        raise validation_error("styles", "Name at least one style, or leave the field out for all of them", names)
     if len(wanted) > limit:
         raise validation_error("styles", f"At most {limit} styles per comparison", names)
     if not wanted:
