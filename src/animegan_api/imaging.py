@@ -77,10 +77,8 @@ def prepare(
     """Decode ``data`` into an RGB picture at processing size (and its alpha, if any)."""
     image = _open(data, max_pixels)
     source_format = image.format or "unknown"
-    oriented = _oriented_size(image)
-    crop_side = min(oriented) if face_crop else None
-    target = plan_size(crop_side or oriented[0], crop_side or oriented[1], max_side, multiple)
-    _draft(image, oriented, target, crop_side)
+    oriented, crop_side, target, scale = _geometry(image, max_side, multiple, face_crop)
+    _draft(image, scale)
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -107,12 +105,9 @@ class Plan:
 def plan(data: bytes, *, max_pixels: int, max_side: int, multiple: int = 1, face_crop: bool = False) -> Plan:
     """The sizes :func:`prepare` will produce for ``data``, without decoding a pixel."""
     image = _open(data, max_pixels)
-    oriented = _oriented_size(image)
-    crop_side = min(oriented) if face_crop else None
-    target = plan_size(crop_side or oriented[0], crop_side or oriented[1], max_side, multiple)
+    oriented, crop_side, target, scale = _geometry(image, max_side, multiple, face_crop)
     width, height = image.size
     if image.format in ("JPEG", "MPO"):  # draft decodes at 1/2, 1/4 or 1/8, never below the target
-        scale = max(target[0] / (crop_side or oriented[0]), target[1] / (crop_side or oriented[1]))
         reduction = 1
         while reduction < 8 and scale * reduction * 2 <= 1:
             reduction *= 2
@@ -190,11 +185,21 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 
 
-def _draft(image: Image.Image, oriented: tuple[int, int], target: tuple[int, int], crop_side: int | None) -> None:
+def _geometry(
+    image: Image.Image, max_side: int, multiple: int, face_crop: bool
+) -> tuple[tuple[int, int], int | None, tuple[int, int], float]:
+    """Upright size, face-crop side, processing size, and the scale from the one to the other (header only)."""
+    oriented = _oriented_size(image)
+    crop_side = min(oriented) if face_crop else None
+    target = plan_size(crop_side or oriented[0], crop_side or oriented[1], max_side, multiple)
+    scale = max(target[0] / (crop_side or oriented[0]), target[1] / (crop_side or oriented[1]))
+    return oriented, crop_side, target, scale
+
+
+def _draft(image: Image.Image, scale: float) -> None:
     """Let the JPEG decoder downscale by 1/2, 1/4 or 1/8 while decoding, never below the target."""
     if image.format not in ("JPEG", "MPO") or image.mode not in ("RGB", "L", "CMYK"):
         return
-    scale = max(target[0] / (crop_side or oriented[0]), target[1] / (crop_side or oriented[1]))
     stored_w, stored_h = image.size
     image.draft(image.mode, (math.ceil(stored_w * scale), math.ceil(stored_h * scale)))
 
