@@ -52,7 +52,11 @@ def test_overload_ends_every_request_cleanly(shared: Path, tmp_path: Path) -> No
         assert set(statuses) <= {"200", "503", "429"}, statuses  # no 500, no resets
         assert statuses["200"] >= 3 and statuses["503"] >= clients
         assert all(h.get("retry-after") for status, _, h in outcomes if status == "503")
-        assert p99 < 0.1, f"503 p99 {p99 * 1000:.0f} ms"
+        served = sorted(seconds for status, seconds, _ in outcomes if status == "200")
+        # Refusals never wait for the model: compared with the served requests of the same run, not a wall clock.
+        assert p99 < served[len(served) // 2] / 3, (
+            f"503 p99 {p99 * 1000:.0f} ms, 200 p50 {served[len(served) // 2]:.2f} s"
+        )
         ready = httpx.get(f"{server.url}/readyz").json()
         assert ready["in_flight"] == 0 and ready["queued"] == 0
         photo = (shared / "photos" / FACES[0]).read_bytes()
