@@ -25,7 +25,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # CPU-only torch from the PyTorch wheel index keeps CUDA out of the image.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY --from=build /wheels /wheels
+# face_recognition_models carries 120 MB of dlib models the service never loads: only the 5-point
+# landmark model (avatars) stays.
 RUN pip install /wheels/*.whl && rm -rf /wheels \
+    && models="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/face_recognition_models/models" \
+    && find "$models" -name '*.dat' ! -name shape_predictor_5_face_landmarks.dat -delete \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin animegan \
     && mkdir -p /weights && chown animegan /weights
 WORKDIR /app
