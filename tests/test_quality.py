@@ -189,3 +189,47 @@ def test_bf16_stays_within_35_db_of_fp32_on_real_photos(shared: Path) -> None:
     ]
     assert bf16_refusal(fp32, bf16, batches, cpu_bf16=True) is None
     assert bf16_refusal(fp32, bf16, batches, cpu_bf16=False) is not None
+
+
+AVATAR_PHOTOS = [f"face_{index:02d}.jpg" for index in range(1, 17)] + ["group_01.jpg"]
+
+
+def test_real_avatars_keep_the_face(shared: Path, tmp_path: Path) -> None:
+    """Every portrait's Hayao avatar is still a face to the detector; the sheet is saved for looking at.
+
+    Set ANIMEGAN_PICTURE_DIR to keep ``avatars.png`` (each face photo's avatar, then the group's faces).
+    """
+    import os
+
+    from animegan_api.faces import FaceDetector
+
+    settings = Settings(weights_dir=shared / "models", warmup_side=32, rate_limit_enabled=False)
+    detector = FaceDetector()
+    tiles: list[tuple[str, Image.Image]] = []
+
+    async def run() -> None:
+        async with serving(settings) as client:
+            for name in AVATAR_PHOTOS:
+                form = {"style": "animeganv2_hayao", "size": "256", "face": "all"}
+                response = await client.post(
+                    "/v1/avatar", files={"image": (name, (shared / "photos" / name).read_bytes())}, data=form
+                )
+                assert response.status_code == 200, response.text
+                if response.headers["x-faces-found"] == "1":
+                    tiles.append((name, Image.open(io.BytesIO(response.content)).convert("RGB")))
+                else:
+                    assert name == "group_01.jpg" and response.headers["x-faces-found"] == "3"
+                    for index in range(3):
+                        one = await client.post(
+                            "/v1/avatar",
+                            files={"image": (name, (shared / "photos" / name).read_bytes())},
+                            data={**form, "face": str(index)},
+                        )
+                        tiles.append((f"{name} face {index}", Image.open(io.BytesIO(one.content)).convert("RGB")))
+
+    asyncio.run(run())
+    for name, avatar in tiles:
+        assert avatar.size == (256, 256)
+        assert len(detector.detect(avatar)) >= 1, f"the avatar of {name} no longer shows a face"
+    sheet = imaging.contact_sheet(tiles, (256, 256), columns=5)
+    sheet.save(Path(os.environ.get("ANIMEGAN_PICTURE_DIR", tmp_path)) / "avatars.png")

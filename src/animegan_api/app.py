@@ -22,6 +22,7 @@ from slowapi import Limiter
 from slowapi.util import get_remote_address
 
 from . import __version__, routes
+from .avatars import FACE_HEADER_NAMES
 from .config import Settings
 from .metrics import Metrics, ObservabilityMiddleware
 from .middleware import GuardMiddleware, ResponseHeadersMiddleware, UploadLimitMiddleware
@@ -71,7 +72,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
-            expose_headers=["Server-Timing", "X-Cache", "X-Style", "X-Styles", "X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "Server-Timing",
+                "X-Cache",
+                "X-Style",
+                "X-Styles",
+                "X-Request-ID",
+                "Retry-After",
+                *FACE_HEADER_NAMES,
+            ],
         )
     app.add_middleware(ResponseHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)

@@ -21,6 +21,7 @@ class CachedResult:
     body: bytes
     media_type: str
     style: str
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ResultCache:

@@ -82,6 +82,15 @@ class Settings(BaseSettings):
         "within it. Default: the container's limit less max(10%, 256 MiB), else 75% of physical memory; 0: off.",
     )
 
+    avatar_max_faces: int = Field(8, ge=1, le=32, description="Most faces one `face=all` avatar sheet shows.")
+    face_detect_side: int = Field(
+        640,
+        ge=160,
+        le=4096,
+        description="Longest side of the copy faces are searched on: faces smaller than about 80/this of the "
+        "photo's longest side are not found; larger is slower (about 20 ms at 640 px).",
+    )
+
     cache_max_bytes: int = Field(
         64 * MiB, ge=0, description="Bytes of finished pictures kept for repeated uploads (0: no result cache)."
     )

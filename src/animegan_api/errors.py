@@ -33,6 +33,7 @@ STATUS: dict[str, int] = {
     "too_large_for_memory": 413,
     "too_large_for_deadline": 413,
     "unsupported_image": 415,
+    "no_face": 422,
     "rate_limited": 429,
     "request_headers_too_large": 431,
     "client_closed_request": 499,

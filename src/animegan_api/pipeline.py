@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -87,6 +87,12 @@ class Converted:
     cache: str | None
     in_size: tuple[int, int] | None = None
     out_size: tuple[int, int] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def cached(cls, hit: CachedResult, started: float) -> Converted:
+        timing = {"cache": time.perf_counter() - started}
+        return cls(hit.body, hit.media_type, hit.style, timing, "hit", headers=dict(hit.headers))
 
 
 class ImagePool:
@@ -125,17 +131,18 @@ class Pipeline:
     ) -> Converted:
         started = time.perf_counter()
         media_type = imaging.MEDIA_TYPES[options.format]
-        key = await self._cache_key(data, style, options)
-        if key and (hit := self._lookup(key)):
-            return Converted(hit.body, hit.media_type, hit.style, {"cache": time.perf_counter() - started}, "hit")
-        waited = await self._admit(ticket, [style], data, options, client_gone)
+        key = await self.key_for(data, style, options)
+        if key and (hit := self.lookup(key)):
+            return Converted.cached(hit, started)
+        plan = await self.plan(data, style, options.max_side)
+        waited = await self.admit(ticket, [style], plan, options, client_gone)
         prepared, batch = await self._decode(data, style, options.max_side)
         decoded = time.perf_counter()
-        output = await self._predict(ticket, style, batch, client_gone())
+        output = await self.predict(ticket, style, batch, client_gone())
         encode_started = time.perf_counter()
         body = await self.images.run(encode, output, prepared, options)
         del output, batch
-        await self._give_back(prepared)
+        await self.give_back(prepared)
         timing = {
             "decode": decoded - started - waited,
             "queue": waited + ticket.queue_s,
@@ -158,32 +165,35 @@ class Pipeline:
         client_gone: Callable[[], Awaitable[object]],
     ) -> bytes:
         """The original and one tile per style, as one captioned sheet."""
-        await self._admit(ticket, styles, data, options, client_gone)
+        await self.admit(ticket, styles, await self.plan(data, styles[0], options.max_side), options, client_gone)
         original, _ = await self._decode(data, None, options.max_side)
         tiles: list[tuple[str, Image.Image]] = [("original", original.rgb)]
         for style in styles:
             _, batch = await self._decode(data, style, options.max_side)
-            output = await self._predict(ticket, style, batch, client_gone())
+            output = await self.predict(ticket, style, batch, client_gone())
             tiles.append(
                 (style.spec.display_name or style.spec.name, await self.images.run(imaging.from_output, output[0]))
             )
         return await self.images.run(_sheet, tiles, original.rgb.size, options)
 
-    async def _admit(
+    async def admit(
         self,
         ticket: Ticket,
         styles: list[LoadedStyle],
-        data: bytes,
+        plan: imaging.Plan,
         options: Options,
         client_gone: Callable[[], Awaitable[object]],
+        field: str = "max_side",
     ) -> float:
-        """Refuse what can never finish or fit; reserve the request's memory. Returns seconds spent waiting."""
-        plan = await self._plan(data, styles[0], options.max_side)
+        """Refuse what can never finish or fit; reserve the request's memory. Returns seconds spent waiting.
+
+        ``field`` names the request's size parameter in the refusal's advice.
+        """
         for style in styles:
             rate = self.engine.speed.expected_s(style.predictor, 1)
             if (side := time_limit_side(rate, self.engine.timeout_s, plan, style.size_multiple)) is not None:
                 message = f"{style.spec.name} would need longer than the {self.engine.timeout_s:g} s deadline"
-                raise ApiError("too_large_for_deadline", f"{message}; the largest max_side that finishes is {side}")
+                raise ApiError("too_large_for_deadline", f"{message}; the largest {field} that finishes is {side}")
         need = memory_need(styles, plan, options.keep_size)
         started = time.perf_counter()
         try:
@@ -191,8 +201,8 @@ class Pipeline:
         except TooLarge:
             capacity = self.engine.budget.capacity if self.engine.budget else 0
             message = (
-                f"at max_side {options.max_side} this picture needs {need.nbytes / MiB:.0f} MiB, more than the "
-                f"{capacity / MiB:.0f} MiB one request may have; the largest max_side that fits is "
+                f"at {field} {options.max_side} this picture needs {need.nbytes / MiB:.0f} MiB, more than the "
+                f"{capacity / MiB:.0f} MiB one request may have; the largest {field} that fits is "
                 f"{need.largest_side(capacity)}"
             )
             raise ApiError("too_large_for_memory", message) from None
@@ -200,17 +210,16 @@ class Pipeline:
             raise self._waiting_error(exc) from None
         return time.perf_counter() - started
 
-    async def _plan(self, data: bytes, style: LoadedStyle, max_side: int) -> imaging.Plan:
-        face = style.spec.preprocess == "face"
-        multiple = style.size_multiple
-        try:
-            return await self.images.run(
-                lambda: imaging.plan(
-                    data, max_pixels=self.max_pixels, max_side=max_side, multiple=multiple, face_crop=face
-                )
-            )
-        except imaging.ImageError as exc:
-            raise ApiError(_IMAGE_ERROR_CODES[type(exc)], str(exc)) from exc
+    async def plan(self, data: bytes, style: LoadedStyle | None, max_side: int) -> imaging.Plan:
+        """The upload's sizes from its header (as-is without a style), or its typed error."""
+        face = style is not None and style.spec.preprocess == "face"
+        multiple = style.size_multiple if style else 1
+        return await self.images.run(
+            checked,
+            lambda: imaging.plan(
+                data, max_pixels=self.max_pixels, max_side=max_side, multiple=multiple, face_crop=face
+            ),
+        )
 
     def _waiting_error(self, exc: Exception) -> ApiError:
         if isinstance(exc, ClientGone):
@@ -218,7 +227,7 @@ class Pipeline:
             return ApiError("client_closed_request", "the client disconnected before inference")
         return ApiError("deadline_exceeded", f"no result within {self.engine.timeout_s:g} s")
 
-    async def _give_back(self, prepared: imaging.Prepared) -> None:
+    async def give_back(self, prepared: imaging.Prepared) -> None:
         """After a large picture, hand the allocator's freed memory back so idle memory returns to its floor."""
         width, height = prepared.original_size
         if width * height >= GIVE_BACK_PIXELS or prepared.rgb.width * prepared.rgb.height >= GIVE_BACK_PIXELS:
@@ -227,12 +236,9 @@ class Pipeline:
     async def _decode(
         self, data: bytes, style: LoadedStyle | None, max_side: int
     ) -> tuple[imaging.Prepared, np.ndarray]:
-        try:
-            return await self.images.run(decode, data, style, max_side, self.max_pixels)
-        except imaging.ImageError as exc:
-            raise ApiError(_IMAGE_ERROR_CODES[type(exc)], str(exc)) from exc
+        return await self.images.run(checked, decode, data, style, max_side, self.max_pixels)
 
-    async def _predict(
+    async def predict(
         self, ticket: Ticket, style: LoadedStyle, batch: np.ndarray, client_gone: Awaitable[object]
     ) -> np.ndarray:
         key = (id(style.predictor), batch.shape[1:])
@@ -246,7 +252,7 @@ class Pipeline:
         self.metrics.observe_inference(style.spec.name, ticket.queue_s, ticket.inference_s)
         return output
 
-    async def _cache_key(self, data: bytes, style: LoadedStyle, options: Options) -> str | None:
+    async def key_for(self, data: bytes, style: LoadedStyle, options: Options, **extra: object) -> str | None:
         """The upload's cache key (hashed off the event loop), or None with the cache off."""
         if not self.cache.enabled:
             return None
@@ -257,13 +263,22 @@ class Pipeline:
             "keep_size": options.keep_size,
             "format": options.format,
             "quality": options.quality,
+            **extra,
         }
         return await self.images.run(lambda: cache_key(data, **params))
 
-    def _lookup(self, key: str) -> CachedResult | None:
+    def lookup(self, key: str) -> CachedResult | None:
         hit = self.cache.get(key)
         self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
         return hit
+
+
+def checked(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` with an undecodable picture turned into the service's typed error."""
+    try:
+        return fn(*args)
+    except imaging.ImageError as exc:
+        raise ApiError(_IMAGE_ERROR_CODES[type(exc)], str(exc)) from exc
 
 
 def _sheet(tiles: list[tuple[str, Image.Image]], size: tuple[int, int], options: Options) -> bytes:

@@ -94,5 +94,16 @@ class LimitsResponse(BaseModel):
     styles: list[StyleLimits]
 
 
+class ValidationErrors(BaseModel):
+    """FastAPI's 422 body: one entry per field out of range."""
+
+    detail: list[dict[str, Any]]
+
+
 def error_doc(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
+
+
+def error_or_validation_doc(description: str) -> dict[str, Any]:
+    """A 422 that is either the service's own refusal or FastAPI's field validation."""
+    return {"model": ErrorBody | ValidationErrors, "description": description}

@@ -10,9 +10,11 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from .avatars import Avatars
 from .cache import ResultCache
 from .config import Settings
 from .engine import InferenceEngine
+from .faces import FaceDetector
 from .memory import Budget, MiB, container_limit, default_budget, give_back, resident_bytes
 from .metrics import Metrics
 from .pipeline import ImagePool, Pipeline
@@ -31,6 +33,7 @@ class Services:
     images: ImagePool
     cache: ResultCache
     pipeline: Pipeline
+    avatars: Avatars
     draining: bool = False
     closed: bool = False
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -39,6 +42,7 @@ class Services:
     async def start(cls, settings: Settings, metrics: Metrics) -> Services:
         """Load and warm the models (off the event loop), then build the engine, pools and cache around them."""
         registry = await asyncio.to_thread(load_registry, settings, metrics)
+        detector = await asyncio.to_thread(FaceDetector, settings.face_detect_side)
         if not registry.ready:
             log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
         engine = InferenceEngine(
@@ -54,7 +58,8 @@ class Services:
         cache = ResultCache(settings.cache_max_bytes)
         metrics.watch_engine(engine, cache)
         pipeline = Pipeline(engine, images, cache, metrics, settings.max_pixels)
-        return cls(settings, metrics, registry, engine, images, cache, pipeline)
+        avatars = Avatars(pipeline, detector, settings.avatar_max_faces)
+        return cls(settings, metrics, registry, engine, images, cache, pipeline, avatars)
 
     @property
     def ready(self) -> bool:

@@ -113,13 +113,11 @@ async def transform(
     check_upload_size(image.size, services.settings)
     loaded = await acquire(registry, entry)
     note(request, style=entry.name)
-    result = await services.pipeline.transform(
-        ticket, loaded, await image.read(), options, lambda: client_gone(request)
-    )
+    result = await services.avatars.transform(ticket, loaded, await image.read(), options, lambda: client_gone(request))
     if result.cache != "hit":
         note(request, in_size=list(result.in_size or ()), out_size=list(result.out_size or ()))
         note_timing(request, ticket.queue_s, ticket.inference_s)
-    headers = {"Server-Timing": server_timing(result.timing), "X-Style": result.style}
+    headers = {"Server-Timing": server_timing(result.timing), "X-Style": result.style, **result.headers}
     if result.cache:
         headers["X-Cache"] = result.cache
     return Response(result.body, media_type=result.media_type, headers=headers)
