@@ -132,3 +132,28 @@ def test_weights_pull_finds_the_packaged_manifest_from_any_folder(
     error = capsys.readouterr().err
     assert "unreadable manifest" not in error
     assert "not in" in error and "face_paint_512_v2" in error
+
+
+@pytest.mark.real_weights
+def test_convert_avatar_frames_faces_and_reports_pictures_without_one(
+    weights_dir: Path, tmp_path: Path, shared: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("face_03.jpg", "group_01.jpg", "landscape_01.jpg"):
+        (inputs / name).write_bytes((shared / "photos" / name).read_bytes())
+    out = tmp_path / "out"
+
+    def command(source: Path, target: Path, *extra: str) -> list[str]:
+        return ["convert", str(source), "-o", str(target), "--weights-dir", str(weights_dir), "--avatar", *extra]
+
+    assert main(command(inputs, out, "--max-side", "96")) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["face_03.png", "group_01.png"]
+    assert Image.open(out / "face_03.png").size == (96, 96)
+    err = capsys.readouterr().err
+    assert "converted 2, skipped 0 existing, failed 1" in err and "landscape_01.jpg: no face found" in err
+    sheet = tmp_path / "sheet"
+    assert main(command(inputs / "group_01.jpg", sheet, "--max-side", "64", "--face", "all")) == 0
+    assert Image.open(sheet / "group_01.png").width > 3 * 64
+    assert main(command(inputs, out, "--face", "left")) == 2
+    assert "--face must be" in capsys.readouterr().err

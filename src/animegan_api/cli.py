@@ -12,13 +12,17 @@ import os
 import platform
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from .config import Settings
+
+if TYPE_CHECKING:
+    from .pipeline import Options
+    from .predictors import LoadedStyle
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--backend", choices=["torch", "onnxruntime"])
     convert.add_argument("--threads", type=int, help="torch/ORT threads per forward")
     convert.add_argument("--workers", type=int, default=1, help="pictures converted at once")
+    convert.add_argument(
+        "--avatar", action="store_true", help="find the face and write a square avatar (--max-side is its side)"
+    )
+    convert.add_argument("--face", default="largest", help="with --avatar: largest, all (a sheet), or an index")
+    convert.add_argument("--margin", type=float, default=0.6, help="with --avatar: room around the face (0-3)")
     convert.set_defaults(command=_convert)
 
     weights = sub.add_parser("weights", help="manage model files")
@@ -198,9 +207,12 @@ def _convert(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     assert entry.loaded is not None
     options = Options(max_side=max_side, keep_size=args.keep_size, format=args.format, quality=args.quality)
+    make = _avatar_maker(args, entry.loaded, options, settings) if args.avatar else None
+    if args.avatar and make is None:
+        return _fail("--face must be largest, all or a face index, and --margin 0..3")
     outcome = convert_files(
         entry.loaded, args.inputs, args.output, options,
-        max_pixels=settings.max_pixels, workers=args.workers, overwrite=args.overwrite,
+        max_pixels=settings.max_pixels, workers=args.workers, overwrite=args.overwrite, make=make,
     )  # fmt: skip
     print(
         f"converted {outcome.converted}, skipped {outcome.skipped} existing, failed {len(outcome.failures)}",
@@ -209,6 +221,21 @@ def _convert(args: argparse.Namespace) -> int:
     for line in outcome.failures:
         print(f"  failed: {line}", file=sys.stderr)
     return 1 if outcome.failures else 0
+
+
+def _avatar_maker(
+    args: argparse.Namespace, style: LoadedStyle, options: Options, settings: Settings
+) -> Callable[[bytes], bytes] | None:
+    """``convert --avatar``: the service's avatar steps in the calling thread; None for bad --face/--margin."""
+    from .avatars import AvatarOptions, make_offline
+    from .faces import FaceDetector
+
+    if not (args.face in ("largest", "all") or args.face.isdigit()) or not 0 <= args.margin <= 3:
+        return None
+    face = args.face if args.face in ("largest", "all") else int(args.face)
+    wanted = AvatarOptions(options.max_side, face, args.margin, options.format, options.quality, options.keep_size)
+    detector = FaceDetector(settings.face_detect_side)
+    return lambda data: make_offline(data, style, wanted, detector, settings.max_pixels, settings.avatar_max_faces)
 
 
 def _fail(message: str) -> int:

@@ -8,13 +8,14 @@ reported and the rest carry on.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from .errors import ApiError
 from .imaging import ImageError
 from .pipeline import Options, convert
 from .predictors import LoadedStyle
@@ -38,8 +39,13 @@ def convert_files(
     max_pixels: int,
     workers: int = 1,
     overwrite: bool = False,
+    make: Callable[[bytes], bytes] | None = None,
 ) -> Outcome:
-    """Convert every picture under ``inputs`` into ``output``, ``workers`` at a time, with a progress bar."""
+    """Convert every picture under ``inputs`` into ``output``, ``workers`` at a time, with a progress bar.
+
+    ``make`` replaces the plain conversion (``convert --avatar`` passes the avatar maker).
+    """
+    make = make or (lambda data: convert(data, style, options, max_pixels))
     jobs, collisions = plan_outputs(list(expand(inputs)), output, OUTPUT_SUFFIXES[options.format])
     output.mkdir(parents=True, exist_ok=True)
     outcome = Outcome(failures=collisions)
@@ -48,9 +54,11 @@ def convert_files(
         if target.exists() and not overwrite:
             return "skipped"
         try:
-            target.write_bytes(convert(source.read_bytes(), style, options, max_pixels))
+            target.write_bytes(make(source.read_bytes()))
         except (ImageError, OSError) as exc:
             return f"{source}: {exc}"
+        except ApiError as exc:  # no face, for avatars
+            return f"{source}: {exc.message}"
         return None
 
     with (
