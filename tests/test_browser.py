@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,42 +39,101 @@ def chromium() -> str:
     pytest.skip(message)
 
 
-def test_demo_page_converts_a_photo_on_a_phone_sized_screen(shared: Path, tmp_path: Path, chromium: str) -> None:
+@pytest.fixture(scope="module")
+def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("browser") / "server.log"
+    running = Server(shared / "models", log, "--default-style", "animeganv3_shinkai")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def poll(page: Any, expression: str, timeout_s: float = 10) -> None:
+    """Wait for ``expression`` to hold: the page's CSP forbids the eval that ``wait_for_function`` polls with."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        page.wait_for_timeout(100)
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    return Path(os.environ.get("ANIMEGAN_SCREENSHOT_DIR", tmp_path)) / name
+
+
+def test_demo_page_converts_a_photo_on_a_phone_sized_screen(
+    server: Server, shared: Path, tmp_path: Path, chromium: str
+) -> None:
     from playwright.sync_api import sync_playwright
 
-    server = Server(shared / "models", tmp_path / "server.log", "--default-style", "animeganv3_shinkai")
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport=PHONE)
-            console_errors: list[str] = []
-            page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-            page.goto(server.url)
-            page.wait_for_function("document.querySelectorAll('#style option').length === 4")
-            assert page.eval_on_selector("#style", "s => s.value") == "animeganv3_shinkai"
-            page.select_option("#max-side", "256")
-            page.set_input_files("#file", str(shared / "photos" / "landscape_01.jpg"))
-            page.click("#go")
-            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-            page.wait_for_function(
-                "document.getElementById('after').complete && document.getElementById('after').naturalWidth > 0"
-            )
-            assert page.is_hidden("#progress") and page.is_hidden("#error")
-            size = page.eval_on_selector("#after", "img => [img.naturalWidth, img.naturalHeight]")
-            assert size == [256, 128]  # 1280x672 at 256, rounded down to multiples of 8
-            page.fill("#slider", "20")
-            assert "20%" in page.eval_on_selector("#after", "img => img.style.clipPath")
-            assert page.eval_on_selector("#download", "a => a.href").startswith("blob:")
-            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
-            screenshot = Path(os.environ.get("ANIMEGAN_SCREENSHOT_DIR", tmp_path)) / "demo.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            assert screenshot.stat().st_size > 10_000
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=PHONE)
+        console_errors: list[str] = []
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.goto(server.url)
+        page.wait_for_function("document.querySelectorAll('#style option').length === 4")
+        assert page.eval_on_selector("#style", "s => s.value") == "animeganv3_shinkai"
+        page.select_option("#max-side", "256")
+        page.set_input_files("#file", str(shared / "photos" / "landscape_01.jpg"))
+        page.click("#go")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        page.wait_for_function(
+            "document.getElementById('after').complete && document.getElementById('after').naturalWidth > 0"
+        )
+        assert page.is_hidden("#progress") and page.is_hidden("#error")
+        size = page.eval_on_selector("#after", "img => [img.naturalWidth, img.naturalHeight]")
+        assert size == [256, 128]  # 1280x672 at 256, rounded down to multiples of 8
+        page.fill("#slider", "20")
+        assert "20%" in page.eval_on_selector("#after", "img => img.style.clipPath")
+        assert page.eval_on_selector("#download", "a => a.href").startswith("blob:")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
+        assert re.fullmatch(r"Styled in [0-9.]+ (ms|s)", page.inner_text("#timing")), page.inner_text("#timing")
+        screenshot = screenshot_path(tmp_path, "demo.png")
+        page.screenshot(path=str(screenshot), full_page=True)
+        assert screenshot.stat().st_size > 10_000
 
-            page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
-            page.click("#go")
-            page.wait_for_selector("#error:not([hidden])", timeout=30_000)
-            assert "not a supported picture" in page.inner_text("#error")
-            browser.close()
-        assert not [e for e in console_errors if "415" not in e], console_errors
-    finally:
-        server.stop()
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+        page.click("#go")
+        page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+        assert "not a supported picture" in page.inner_text("#error")
+        browser.close()
+    assert not [e for e in console_errors if "415" not in e], console_errors
+
+
+def test_demo_page_avatar_mode_shows_the_faces_and_picks_another(
+    server: Server, shared: Path, tmp_path: Path, chromium: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=PHONE)
+        console_errors: list[str] = []
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.goto(server.url)
+        page.wait_for_function("document.querySelectorAll('#style option').length === 4")
+        page.check("input[name=mode][value=avatar]")
+        assert page.is_visible("#face-field") and page.inner_text("#go") == "Make avatar"
+        page.select_option("#max-side", "256")
+        page.set_input_files("#file", str(shared / "photos" / "group_01.jpg"))
+        page.click("#go")
+        page.wait_for_selector("#avatar-result:not([hidden])", timeout=60_000)
+        poll(page, "document.querySelectorAll('.face-box').length === 3")
+        assert "3 faces found" in page.inner_text("#faces-text")
+        assert page.eval_on_selector("#avatar", "img => [img.naturalWidth, img.naturalHeight]") == [256, 256]
+        assert re.fullmatch(r"Styled in [0-9.]+ (ms|s)", page.inner_text("#avatar-timing"))
+        first = page.eval_on_selector("#avatar", "img => img.src")
+        page.click(".face-box >> nth=2")
+        poll(page, f"document.getElementById('avatar').src !== {first!r}", timeout_s=60)
+        poll(page, "document.querySelector('.face-box.chosen span').textContent === '3'")
+        assert page.eval_on_selector("#face", "s => s.value") == "2"
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=str(screenshot_path(tmp_path, "demo-avatar.png")), full_page=True)
+
+        page.set_input_files("#file", str(shared / "photos" / "landscape_01.jpg"))
+        page.click("#go")
+        page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+        assert "no face found" in page.inner_text("#error")
+        browser.close()
+    assert not [e for e in console_errors if "422" not in e], console_errors

@@ -3,18 +3,35 @@
 const $ = (id) => document.getElementById(id);
 let photo = null;
 let resultUrl = null;
+let faces = { boxes: [], chosen: -1 }; // the last avatar answer's X-Face-Boxes and X-Face-Index, drawn as buttons
 
 function showError(message) {
   $("error").textContent = message;
   $("error").hidden = false;
 }
 
+function mode() {
+  return document.querySelector("input[name=mode]:checked").value;
+}
+
 function choose(file) {
   if (!file) return;
   photo = file;
   $("drop-text").textContent = file.name;
-  $("before").src = URL.createObjectURL(file);
+  const url = URL.createObjectURL(file);
+  $("before").src = url;
+  $("faces-photo").src = url;
+  resetFaces();
   $("go").disabled = !$("style").value;
+}
+
+function switchMode() {
+  const avatar = mode() === "avatar";
+  $("face-field").hidden = !avatar;
+  $("result").hidden = true;
+  $("avatar-result").hidden = true;
+  $("faces-view").hidden = true;
+  $("go").textContent = avatar ? "Make avatar" : "Convert";
 }
 
 async function loadStyles() {
@@ -32,9 +49,101 @@ async function loadStyles() {
   }
 }
 
-function convert(event) {
-  event.preventDefault();
+// "decode;dur=29.9, queue;dur=0.3, ..." in words: the whole time, and the wait when it matters.
+function seconds(ms) {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function describeTiming(header, cache) {
+  const parts = {};
+  for (const item of (header || "").split(",")) {
+    const [name, duration] = item.trim().split(";dur=");
+    if (duration !== undefined) parts[name] = parseFloat(duration);
+  }
+  const total = Object.values(parts).reduce((sum, ms) => sum + ms, 0);
+  if (cache === "hit") return `Ready in ${seconds(total)} (made before)`;
+  const waited = parts.queue || 0;
+  const words = `Styled in ${seconds(total)}`;
+  return waited >= 500 ? `${words}, ${seconds(waited)} of it waiting for a free worker` : words;
+}
+
+function resetFaces() {
+  faces = { boxes: [], chosen: -1 };
+  for (const box of document.querySelectorAll(".face-box")) box.remove();
+  const select = $("face");
+  while (select.options.length > 1) select.remove(1);
+  select.value = "largest";
+}
+
+function placeBoxes() {
+  for (const old of document.querySelectorAll(".face-box")) old.remove();
+  const image = $("faces-photo");
+  if (!image.naturalWidth) return;
+  const scale = image.clientWidth / image.naturalWidth;
+  faces.boxes.forEach(([left, top, width, height], index) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "face-box" + (index === faces.chosen ? " chosen" : "");
+    button.setAttribute("aria-label", `face ${index + 1}`);
+    Object.assign(button.style, {
+      left: `${left * scale}px`, top: `${top * scale}px`, width: `${width * scale}px`, height: `${height * scale}px`,
+    });
+    button.innerHTML = `<span>${index + 1}</span>`;
+    button.addEventListener("click", () => { $("face").value = String(index); send(); });
+    $("faces").append(button);
+  });
+}
+
+function showFaces(request) {
+  const boxes = (request.getResponseHeader("X-Face-Boxes") || "").split(";").filter(Boolean);
+  const chosen = Number(request.getResponseHeader("X-Face-Index"));
+  faces = { boxes: boxes.map((box) => box.split(",").map(Number)), chosen };
+  const select = $("face");
+  if (select.options.length - 1 !== boxes.length) {
+    while (select.options.length > 1) select.remove(1);
+    boxes.forEach((_, index) => select.add(new Option(`Face ${index + 1}`, String(index))));
+  }
+  if (select.value !== "largest") select.value = String(faces.chosen);
+  $("faces-text").textContent = boxes.length === 1 ? "1 face found."
+    : `${boxes.length} faces found; showing face ${faces.chosen + 1}. Tap another face to use it.`;
+  $("faces-view").hidden = false;
+  placeBoxes();
+}
+
+function finished(request, avatar) {
+  if (resultUrl) URL.revokeObjectURL(resultUrl);
+  resultUrl = URL.createObjectURL(request.response);
+  const timing = describeTiming(request.getResponseHeader("Server-Timing"), request.getResponseHeader("X-Cache"));
+  const stem = photo.name.replace(/\.[^.]*$/, "");
+  if (avatar) {
+    $("avatar").src = resultUrl;
+    $("avatar-download").href = resultUrl;
+    $("avatar-download").download = `${stem}-avatar.png`;
+    $("avatar-timing").textContent = timing;
+    $("avatar-result").hidden = false;
+    showFaces(request);
+  } else {
+    $("after").src = resultUrl;
+    $("download").href = resultUrl;
+    $("download").download = `${stem}-anime.png`;
+    $("timing").textContent = timing;
+    $("result").hidden = false;
+  }
+}
+
+async function failed(request) {
+  if (request.status === 0) return showError("The server could not be reached.");
+  let message = `HTTP ${request.status}`;
+  try {
+    const body = JSON.parse(await request.response.text());
+    message = body.error ? body.error.message : JSON.stringify(body.detail);
+  } catch (_) { /* not JSON: keep the status line */ }
+  showError(message);
+}
+
+function send() {
   if (!photo) return;
+  const avatar = mode() === "avatar";
   $("error").hidden = true;
   $("go").disabled = true;
   $("progress").hidden = false;
@@ -42,7 +151,8 @@ function convert(event) {
   const form = new FormData();
   form.append("image", photo);
   form.append("style", $("style").value);
-  form.append("max_side", $("max-side").value);
+  form.append(avatar ? "size" : "max_side", $("max-side").value);
+  if (avatar) form.append("face", $("face").value);
   const request = new XMLHttpRequest();
   const started = performance.now();
   const ticker = setInterval(() => {
@@ -50,7 +160,7 @@ function convert(event) {
       $("progress-text").textContent = `Converting… ${((performance.now() - started) / 1000).toFixed(1)} s`;
     }
   }, 200);
-  request.open("POST", "/v1/transform");
+  request.open("POST", avatar ? "/v1/avatar" : "/v1/transform");
   request.responseType = "blob";
   request.upload.onprogress = (e) => {
     if (e.lengthComputable) $("bar-fill").style.width = `${Math.round((100 * e.loaded) / e.total)}%`;
@@ -59,24 +169,8 @@ function convert(event) {
     clearInterval(ticker);
     $("progress").hidden = true;
     $("go").disabled = false;
-    if (request.status === 200) {
-      if (resultUrl) URL.revokeObjectURL(resultUrl);
-      resultUrl = URL.createObjectURL(request.response);
-      $("after").src = resultUrl;
-      $("download").href = resultUrl;
-      $("download").download = photo.name.replace(/\.[^.]*$/, "") + "-anime.png";
-      $("timing").textContent = request.getResponseHeader("Server-Timing") || "";
-      $("result").hidden = false;
-    } else if (request.status === 0) {
-      showError("The server could not be reached.");
-    } else {
-      let message = `HTTP ${request.status}`;
-      try {
-        const body = JSON.parse(await request.response.text());
-        message = body.error ? body.error.message : JSON.stringify(body.detail);
-      } catch (_) { /* not JSON: keep the status line */ }
-      showError(message);
-    }
+    if (request.status === 200) finished(request, avatar);
+    else await failed(request);
   };
   request.send(form);
 }
@@ -90,5 +184,9 @@ $("drop").addEventListener("drop", (e) => {
   choose(e.dataTransfer.files[0]);
 });
 $("slider").addEventListener("input", (e) => { $("after").style.clipPath = `inset(0 0 0 ${e.target.value}%)`; });
-$("form").addEventListener("submit", convert);
+for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", switchMode);
+$("face").addEventListener("change", send);
+$("form").addEventListener("submit", (event) => { event.preventDefault(); send(); });
+$("faces-photo").addEventListener("load", placeBoxes);
+window.addEventListener("resize", placeBoxes);
 loadStyles();
