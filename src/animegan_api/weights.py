@@ -153,6 +153,7 @@ def open_onnx(path: Path, threads: int) -> Any:
     """
     import onnxruntime as ort
 
+    ort.disable_telemetry_events()  # a service does not report usage to a third party
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
