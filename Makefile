@@ -7,7 +7,7 @@ WEIGHTS_DIR ?= $(or $(ANIMEGAN_WEIGHTS_DIR),weights)
 # Set to https://download.pytorch.org/whl/cpu for the small CPU-only torch wheel on Linux.
 TORCH_INDEX ?=
 
-.PHONY: install serve weights lint test clean
+.PHONY: install serve weights lint test image image-test clean
 
 install: $(STAMP)
 
@@ -36,6 +36,15 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The container image with podman (or docker): see deploy/README.md for BASE_IMAGE and HOST_PIP.
+IMAGE ?= animegan-api:local
+image:
+	IMAGE="$(IMAGE)" HOST_PIP="$(HOST_PIP)" BASE_IMAGE="$(BASE_IMAGE)" docker/build-image
+
+# Only the image's tests (the full suite runs them too when the image exists).
+image-test: $(STAMP)
+	ANIMEGAN_IMAGE="$(IMAGE)" $(BIN)/python -m pytest -m container
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info

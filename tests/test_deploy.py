@@ -89,7 +89,9 @@ def _bytes(quantity: str) -> int:
 def test_dockerfile_and_compose_agree_with_the_service() -> None:
     dockerfile = _dockerfile()
     assert dockerfile.count("\nFROM ") + dockerfile.startswith("FROM ") >= 2  # multi-stage
-    assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in dockerfile
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in dockerfile  # the default real users build with
+    assert 'export PIP_INDEX_URL="$TORCH_INDEX"' in dockerfile and "pip install torch==2.13.0" in dockerfile
+    assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile
     assert re.search(r"^USER \d+$", dockerfile, re.M) and "STOPSIGNAL SIGTERM" in dockerfile
     assert "/healthz" in dockerfile.split("HEALTHCHECK", 1)[1]
     env = _dockerfile_env()
