@@ -7,6 +7,7 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,9 @@ def poll(page: Any, expression: str, timeout_s: float = 10) -> None:
         page.wait_for_timeout(100)
 
 
-def screenshot_path(tmp_path: Path, name: str) -> Path:
-    return Path(os.environ.get("ANIMEGAN_SCREENSHOT_DIR", tmp_path)) / name
-
-
-def test_demo_page_converts_a_photo_on_a_phone_sized_screen(
-    server: Server, shared: Path, tmp_path: Path, chromium: str
-) -> None:
+@contextmanager
+def demo_page(server: Server, chromium: str) -> Iterator[tuple[Any, list[str]]]:
+    """The demo page on a phone-sized screen, styles loaded, with the console errors it logs."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -73,6 +70,20 @@ def test_demo_page_converts_a_photo_on_a_phone_sized_screen(
         page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
         page.goto(server.url)
         page.wait_for_function("document.querySelectorAll('#style option').length === 4")
+        try:
+            yield page, console_errors
+        finally:
+            browser.close()
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    return Path(os.environ.get("ANIMEGAN_SCREENSHOT_DIR", tmp_path)) / name
+
+
+def test_demo_page_converts_a_photo_on_a_phone_sized_screen(
+    server: Server, shared: Path, tmp_path: Path, chromium: str
+) -> None:
+    with demo_page(server, chromium) as (page, console_errors):
         assert page.eval_on_selector("#style", "s => s.value") == "animeganv3_shinkai"
         page.select_option("#max-side", "256")
         page.set_input_files("#file", str(shared / "photos" / "landscape_01.jpg"))
@@ -97,22 +108,13 @@ def test_demo_page_converts_a_photo_on_a_phone_sized_screen(
         page.click("#go")
         page.wait_for_selector("#error:not([hidden])", timeout=30_000)
         assert "not a supported picture" in page.inner_text("#error")
-        browser.close()
     assert not [e for e in console_errors if "415" not in e], console_errors
 
 
 def test_demo_page_avatar_mode_shows_the_faces_and_picks_another(
     server: Server, shared: Path, tmp_path: Path, chromium: str
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport=PHONE)
-        console_errors: list[str] = []
-        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-        page.goto(server.url)
-        page.wait_for_function("document.querySelectorAll('#style option').length === 4")
+    with demo_page(server, chromium) as (page, console_errors):
         page.check("input[name=mode][value=avatar]")
         assert page.is_visible("#face-field") and page.inner_text("#go") == "Make avatar"
         page.select_option("#max-side", "256")
@@ -135,5 +137,4 @@ def test_demo_page_avatar_mode_shows_the_faces_and_picks_another(
         page.click("#go")
         page.wait_for_selector("#error:not([hidden])", timeout=30_000)
         assert "no face found" in page.inner_text("#error")
-        browser.close()
     assert not [e for e in console_errors if "422" not in e], console_errors
