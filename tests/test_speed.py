@@ -4,6 +4,7 @@ import contextlib
 import threading
 
 import numpy as np
+import pytest
 
 from animegan_api.speed import SpeedEstimates, elements
 
@@ -58,3 +59,30 @@ def test_callables_without_weak_references_are_never_learned() -> None:
 
 def test_elements_counts_array_arguments_only() -> None:
     assert elements((np.zeros((2, 3)), 5, "x", np.zeros(4))) == 10
+
+
+def test_cautious_estimate_adds_the_spread_of_the_measurements() -> None:
+    speed = SpeedEstimates()
+
+    def model() -> None: ...
+
+    speed.record(model, 10, 1.0)  # 0.1 s per element, and a first spread of a tenth of that
+    assert speed.cautious_s(model, 10) == pytest.approx(1.0 + 2 * 0.1)
+    for seconds in [1.0] * 30:
+        speed.record(model, 10, seconds)
+    assert speed.cautious_s(model, 10) == pytest.approx(1.0, abs=1e-4)  # steady: no margin left
+    for seconds in [0.6, 1.4] * 10:
+        speed.record(model, 10, seconds)
+    assert speed.cautious_s(model, 10) > speed.expected_s(model, 10) + 0.3  # noisy: a wide margin
+
+
+def test_seed_teaches_only_a_model_that_has_not_run() -> None:
+    speed = SpeedEstimates()
+
+    def model() -> None: ...
+
+    speed.seed(model, 100, 1.0)
+    assert speed.expected_s(model, 100) == pytest.approx(1.0)
+    speed.record(model, 100, 3.0)
+    speed.seed(model, 100, 1.0)  # the warm-up's figure never overrides what requests measured
+    assert speed.expected_s(model, 100) == pytest.approx(0.7 * 1.0 + 0.3 * 3.0)
