@@ -83,3 +83,9 @@ def test_torch_and_onnx_of_the_same_weights_agree_through_the_service(
         return np.asarray(Image.open(io.BytesIO(response.content)), dtype=np.int16)
 
     assert np.abs(asyncio.run(run("torch")) - asyncio.run(run("onnxruntime"))).max() <= 1
+
+
+def test_a_loaded_style_carries_a_warm_forward_s_timing(weights_dir: Path) -> None:
+    loaded = load_file(weights_dir / "random.pt")
+    elements, seconds = loaded.warm_timing
+    assert elements == 3 * 36 * 36 and 0 < seconds < 5  # warm-up side 32: the odd multiple of 4 near it, 36

@@ -102,6 +102,7 @@ class LoadedStyle:
     precision: Precision = "fp32"
     precision_note: str | None = None
     cost: Cost | None = None  # working memory of one forward, measured at load when a budget is kept
+    warm_timing: tuple[int, float] | None = None  # (input elements, seconds) of a warm forward at load
 
     @property
     def size_multiple(self) -> int:
@@ -129,10 +130,20 @@ def load_style(
     if note:
         log.warning("style %s stays fp32: %s", spec.name, note)
     cost = _memory_cost(predictor, spec.size_multiple or 1, warmup_side) if measure_memory else None
+    timing = _warm_timing(predictor, spec.size_multiple or 1, warmup_side)
     elapsed = time.perf_counter() - started
     log.info("style %s loaded from %s and warmed in %.2f s (%s, %s)", spec.name, path, elapsed, active, cost)
     memory = max(0, resident_bytes() - rss_before)
-    return LoadedStyle(spec, path, predictor, parameters, memory, elapsed, active, note, cost)
+    return LoadedStyle(spec, path, predictor, parameters, memory, elapsed, active, note, cost, timing)
+
+
+def _warm_timing(predictor: Predictor, multiple: int, warmup_side: int) -> tuple[int, float]:
+    """One more forward, warm this time: the speed admission predicts with until real requests teach it."""
+    side = _odd_multiple(multiple, warmup_side)
+    batch = np.zeros((1, 3, side, side), dtype=np.float32)
+    started = time.perf_counter()
+    predictor(batch)
+    return batch.size, time.perf_counter() - started
 
 
 def _memory_cost(predictor: Predictor, multiple: int, side: int) -> Cost | None:
