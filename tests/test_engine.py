@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -164,3 +165,34 @@ async def test_inference_threads_run_at_a_lower_priority() -> None:
         assert await engine.run(ticket, own_nice, None) == min(19, base + 5)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the event loop keeps its own
     engine.shutdown()
+
+
+async def test_a_client_deadline_is_capped_by_the_engine_s(engine: InferenceEngine) -> None:
+    with engine.admit(2.5) as short, engine.admit(99) as long:
+        assert (short.timeout_s, long.timeout_s) == (2.5, 10)
+        assert 2 < short.remaining() <= 2.5 and 9 < long.remaining() <= 10
+
+
+async def test_backlog_is_the_predicted_work_left_per_worker() -> None:
+    engine = InferenceEngine(workers=2, max_queue=4, timeout_s=10)
+    with engine.admit() as running, engine.admit() as waiting, engine.admit() as asking:
+        running.predicted_s, waiting.predicted_s, asking.predicted_s = 3.0, 2.0, 7.0
+        running.started = time.monotonic() - 1.0  # one of its three seconds done
+        assert engine.backlog_s(besides=asking) == pytest.approx((2.0 + 2.0) / 2, abs=0.05)
+        assert running.left_to_run(running.started + 9) == 0  # slower than predicted: nothing more counted
+        assert waiting.left_to_run(time.monotonic() + 100) == 2.0  # not started: all of it
+    assert engine.backlog_s() == 0  # given back: no longer ahead of anyone
+    engine.shutdown()
+
+
+async def test_a_new_ticket_counts_a_typical_forward_before_it_is_sized(engine: InferenceEngine) -> None:
+    gate = Gate()
+    running = asyncio.ensure_future(_request(engine, gate, np.ones(4)))
+    await gate.started(1)
+    with engine.admit() as early:
+        assert early.predicted_s == 0  # nothing has finished yet
+    gate.open()
+    await running
+    with engine.admit() as later:
+        assert later.predicted_s == engine.typical_s > 0
+        assert engine.backlog_s() == pytest.approx(later.predicted_s)  # a burst's members see each other

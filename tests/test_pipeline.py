@@ -148,3 +148,46 @@ async def test_the_budget_can_be_turned_off(make_client: Any, settings_for: Call
         assert (await client.post("/v1/transform", files=upload(picture_bytes()))).status_code == 200
         limits = (await client.get("/v1/limits")).json()
         assert limits["memory_budget_bytes"] is None and limits["styles"][0]["largest_max_side"] is None
+
+
+async def test_a_request_whose_turn_comes_too_late_is_refused_at_once_with_retry_after(
+    make_client: Any, settings_for: Callable[..., Settings]
+) -> None:
+    """Predicted from the learned speed: 4 s a forward, 10 s deadline; the third in line would end at 12 s."""
+    async with make_client(settings_for(request_timeout_s=10.0, max_queue=8)) as client:
+        gate = Gate(output=np.zeros_like)
+        swap_predictor(client, gate)
+        for _ in range(20):  # a steady 3.99 s: its spread, which admission adds twice, shrinks to nothing
+            client.app.state.services.engine.speed.record(gate, 3 * 64 * 64, 3.99)
+        first = asyncio.ensure_future(client.post("/v1/transform", files=upload(picture_bytes((64, 64)))))
+        await gate.started(1)
+        second = asyncio.ensure_future(
+            client.post("/v1/transform", files=upload(picture_bytes((64, 64), color=(5, 5, 5))))
+        )
+        await until(lambda: client.app.state.services.engine.backlog_s() > 7)
+        third = await client.post("/v1/transform", files=upload(picture_bytes((64, 64), color=(6, 6, 6))))
+        message = expect_error(third, 503, "overloaded")
+        assert "turn would come in about" in message and third.headers["retry-after"] == "2"
+        hurried = await client.post(
+            "/v1/transform", files=upload(picture_bytes((64, 64), color=(7, 7, 7))), headers={"X-Request-Timeout": "9"}
+        )
+        expect_error(hurried, 503, "overloaded")  # 8 s ahead + 4 s of its own > 9 s
+        assert hurried.headers["retry-after"] == "3"
+        gate.open()
+        assert [r.status_code for r in await asyncio.gather(first, second)] == [200, 200]  # no 504
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1"])
+async def test_a_bad_request_timeout_header_is_422(client: AppClient, value: str) -> None:
+    response = await client.post("/v1/transform", files=upload(picture_bytes()), headers={"X-Request-Timeout": value})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["header", "X-Request-Timeout"]
+
+
+async def test_a_short_client_deadline_refuses_a_forward_that_cannot_fit_it(client: AppClient) -> None:
+    services = client.app.state.services
+    services.engine.speed.record(services.registry.entries["random"].loaded.predictor, 3 * 64 * 64, 2.0)
+    short = await client.post(
+        "/v1/transform", files=upload(picture_bytes((64, 64))), headers={"X-Request-Timeout": "1"}
+    )
+    assert "longer than the 1 s deadline" in expect_error(short, 413, "too_large_for_deadline")

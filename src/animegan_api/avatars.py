@@ -91,6 +91,7 @@ class Avatars:
         detected = time.perf_counter()
         chosen = choose(faces, options.face, self.max_faces) if faces or need_face else []
         squares = [frame(faces[index], options.margin) for index in chosen] or [centre_square(whole.rgb.size)]
+        ticket.predicted_s *= len(squares)  # admission priced one forward; the backlog now counts them all
         pictures = [await self._stylise(ticket, style, whole.rgb, square, side, client_gone) for square in squares]
         encode_started = time.perf_counter()
         body = await images.run(_finish, pictures, chosen, options)

@@ -106,6 +106,7 @@ class Batcher:
         started = time.perf_counter()
         for member in live:
             member.ticket.queue_s = started - member.joined
+            member.ticket.started = member.ticket.started or time.monotonic()
         inputs = live[0].batch if len(live) == 1 else np.concatenate([m.batch for m in live])
         future = self.engine.start(fn, inputs, count=len(live))
         try:

@@ -14,7 +14,7 @@ import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 
 from .config import Settings
@@ -55,10 +55,23 @@ async def single_image(request: Request) -> None:
         raise validation_error("image", "Send exactly one image part", None)
 
 
-async def admitted_ticket(services: ServicesDep, _: ReadyRegistry) -> AsyncIterator[Ticket]:
+RequestTimeout = Annotated[
+    float | None,
+    Header(
+        alias="X-Request-Timeout",
+        gt=0,
+        description="Seconds this client will wait for the answer, queue and model included; at most the "
+        "service's `request_timeout_s`. A request predicted to finish later is refused at once (503).",
+    ),
+]
+
+
+async def admitted_ticket(
+    services: ServicesDep, _: ReadyRegistry, timeout: RequestTimeout = None
+) -> AsyncIterator[Ticket]:
     """A place in the engine for the whole request, or 503 at once; given back however the request ends."""
     try:
-        ticket = services.engine.admit()
+        ticket = services.engine.admit(timeout)
     except Overloaded:
         raise ApiError(
             "overloaded",

@@ -8,9 +8,13 @@ dedicated ``ThreadPoolExecutor``. A slot is handed back only when the model's
 thread has really finished, so a request abandoned at its deadline can never
 let more forwards run at once than there are workers.
 
-A request that reaches a slot with less time left than its forward needs
-(see :mod:`speed`) is answered 504 at once instead of starting a forward whose
-result nobody would get. Micro-batching lives in :mod:`batching`.
+Admission also predicts the wait: :meth:`InferenceEngine.backlog_s` adds up
+the model time every admitted request is still expected to need (see
+:mod:`speed`), so a request whose turn would come after its deadline is
+refused at once with a ``Retry-After`` instead of queueing into a 504. One
+that still reaches a slot with less time left than its forward needs is
+answered 504 at once instead of starting a forward whose result nobody
+would get. Micro-batching lives in :mod:`batching`.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ class InferenceEngine:
         self.timeout_s = timeout_s
         self.admitted = 0
         self.running = 0
+        self._tickets: set[Ticket] = set()
+        self.typical_s = 0.0  # a recent request's model seconds, any style: the guess before its size is known
         self.speed = SpeedEstimates()
         self.budget = budget
         self._slots = asyncio.Semaphore(workers)
@@ -73,12 +79,24 @@ class InferenceEngine:
         """Every running and waiting place is taken: the next :meth:`admit` would refuse."""
         return self.admitted >= self.workers + self.max_queue
 
-    def admit(self) -> Ticket:
-        """Take a place or raise :class:`Overloaded` at once; use the ticket in a ``with`` block."""
+    def admit(self, timeout_s: float | None = None) -> Ticket:
+        """Take a place or raise :class:`Overloaded` at once; use the ticket in a ``with`` block.
+
+        ``timeout_s`` is the client's own deadline, never longer than the engine's.
+        """
         if self.full:
             raise Overloaded
         self.admitted += 1
-        return Ticket(time.monotonic() + self.timeout_s, self._leave)
+        limit = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
+        ticket = Ticket(time.monotonic() + limit, self._leave, timeout_s=limit, predicted_s=self.typical_s)
+        self._tickets.add(ticket)  # counted at once: a burst's requests see each other before any is sized
+        return ticket
+
+    def backlog_s(self, besides: Ticket | None = None) -> float:
+        """Predicted seconds until a worker is free for one more request: the admitted work ahead, per worker."""
+        now = time.monotonic()
+        ahead = sum(ticket.left_to_run(now) for ticket in self._tickets if ticket is not besides)
+        return ahead / self.workers
 
     async def reserve(
         self, ticket: Ticket, nbytes: int, client_gone: Callable[[], Awaitable[object]] | None = None
@@ -109,6 +127,7 @@ class InferenceEngine:
             self.release_slot()
             raise DeadlineExceeded
         started = time.perf_counter()
+        ticket.started = ticket.started or time.monotonic()
         future = self.start(fn, *args)
         done, _ = await asyncio.wait({future}, timeout=max(ticket.remaining(), 0))
         if not done:
@@ -143,8 +162,9 @@ class InferenceEngine:
     def start(self, fn: Callable[..., T], *args: object, count: int = 1) -> asyncio.Future[T]:
         """Run ``fn`` on the pool for ``count`` requests holding one slot; the slot returns when the thread is done."""
         self.running += count
+        started = time.perf_counter()
         future = asyncio.get_running_loop().run_in_executor(self._executor, self.speed.timed, fn, *args)
-        future.add_done_callback(lambda done: self._finished(done, count))
+        future.add_done_callback(lambda done: self._finished(done, count, time.perf_counter() - started))
         return future
 
     def shutdown(self) -> None:
@@ -154,13 +174,15 @@ class InferenceEngine:
 
     def _leave(self, ticket: Ticket) -> None:
         self.admitted -= 1
+        self._tickets.discard(ticket)
         if self.budget is not None and ticket.reserved:
             self.budget.release(ticket.reserved)
             ticket.reserved = 0
 
-    def _finished(self, future: asyncio.Future[Any], count: int) -> None:
-        if not future.cancelled():
-            future.exception()  # retrieved, so an abandoned failure is not reported as unhandled
+    def _finished(self, future: asyncio.Future[Any], count: int, seconds: float) -> None:
+        if not future.cancelled() and future.exception() is None:  # retrieved: no "never retrieved" report
+            each = seconds / count
+            self.typical_s = each if not self.typical_s else 0.7 * self.typical_s + 0.3 * each
         self.running -= count
         self._slots.release()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -184,16 +185,24 @@ class Pipeline:
         options: Options,
         client_gone: Callable[[], Awaitable[object]],
         field: str = "max_side",
+        forwards: int = 1,
     ) -> float:
-        """Refuse what can never finish or fit; reserve the request's memory. Returns seconds spent waiting.
+        """Refuse what can never finish, fit, or get its turn in time; reserve its memory. Returns seconds waited.
 
-        ``field`` names the request's size parameter in the refusal's advice.
+        ``field`` names the request's size parameter in the refusal's advice;
+        ``forwards`` is how many forwards each style runs (faces on a sheet).
         """
+        width, height = plan.processed
         for style in styles:
+            if style.warm_timing:  # a cold start's first burst is predicted too, not only what follows it
+                self.engine.speed.seed(style.predictor, *style.warm_timing)
             rate = self.engine.speed.expected_s(style.predictor, 1)
-            if (side := time_limit_side(rate, self.engine.timeout_s, plan, style.size_multiple)) is not None:
-                message = f"{style.spec.name} would need longer than the {self.engine.timeout_s:g} s deadline"
+            if (side := time_limit_side(rate, ticket.timeout_s, plan, style.size_multiple)) is not None:
+                message = f"{style.spec.name} would need longer than the {ticket.timeout_s:g} s deadline"
                 raise ApiError("too_large_for_deadline", f"{message}; the largest {field} that finishes is {side}")
+        own = forwards * sum(self.engine.speed.cautious_s(style.predictor, 3 * width * height) for style in styles)
+        self._check_turn(ticket, own)
+        ticket.predicted_s = own
         need = memory_need(styles, plan, options.keep_size)
         started = time.perf_counter()
         try:
@@ -207,7 +216,7 @@ class Pipeline:
             )
             raise ApiError("too_large_for_memory", message) from None
         except (DeadlineExceeded, ClientGone) as exc:
-            raise self._waiting_error(exc) from None
+            raise self._waiting_error(exc, ticket) from None
         return time.perf_counter() - started
 
     async def plan(self, data: bytes, style: LoadedStyle | None, max_side: int) -> imaging.Plan:
@@ -221,11 +230,23 @@ class Pipeline:
             ),
         )
 
-    def _waiting_error(self, exc: Exception) -> ApiError:
+    def _check_turn(self, ticket: Ticket, own_s: float) -> None:
+        """503 now, with the predicted wait as Retry-After, for a request whose result would come after its deadline."""
+        ahead = self.engine.backlog_s(besides=ticket)
+        if own_s <= 0 or ahead + own_s <= ticket.remaining():
+            return
+        retry = max(1, math.ceil(ahead + own_s - ticket.timeout_s))
+        message = (
+            f"the service is busy: this request's turn would come in about {ahead:.1f} s and its model time is "
+            f"{own_s:.1f} s, past its {ticket.timeout_s:g} s deadline; retry in {retry} s"
+        )
+        raise ApiError("overloaded", message, {"Retry-After": str(retry)})
+
+    def _waiting_error(self, exc: Exception, ticket: Ticket) -> ApiError:
         if isinstance(exc, ClientGone):
             log.info("client disconnected while queued; inference skipped")
             return ApiError("client_closed_request", "the client disconnected before inference")
-        return ApiError("deadline_exceeded", f"no result within {self.engine.timeout_s:g} s")
+        return ApiError("deadline_exceeded", f"no result within {ticket.timeout_s:g} s")
 
     async def give_back(self, prepared: imaging.Prepared) -> None:
         """After a large picture, hand the allocator's freed memory back so idle memory returns to its floor."""
@@ -245,7 +266,7 @@ class Pipeline:
         try:
             output = await self.engine.run_batch(ticket, style.predictor, batch, key=key, client_gone=client_gone)
         except (DeadlineExceeded, ClientGone) as exc:
-            raise self._waiting_error(exc) from None
+            raise self._waiting_error(exc, ticket) from None
         except Exception as exc:
             log.exception("inference failed for style %s", style.spec.name)
             raise ApiError("inference_failed", f"the model failed on this picture ({type(exc).__name__})") from exc

@@ -32,15 +32,22 @@ class TooLarge(Exception):
     """The request could never be served within the limits, whatever else is running."""
 
 
-@dataclass
+@dataclass(eq=False)  # a place is itself, not its values: the engine keeps tickets in a set
 class Ticket:
     """A request's place and its timings; leaving the ``with`` block gives the place back."""
 
     deadline: float
     release: Callable[[Ticket], None] = field(repr=False)
+    timeout_s: float = 0.0  # the whole time it was given, for messages and Retry-After
     queue_s: float = 0.0
     inference_s: float = 0.0
     reserved: int = 0  # bytes of the memory budget this request holds
+    predicted_s: float = 0.0  # model seconds admission expects this request to take
+    started: float | None = None  # when its (first) forward began, on the monotonic clock
+
+    def left_to_run(self, now: float) -> float:
+        """Predicted model seconds this request still needs."""
+        return self.predicted_s if self.started is None else max(0.0, self.predicted_s - (now - self.started))
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
