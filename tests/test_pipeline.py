@@ -191,3 +191,16 @@ async def test_a_short_client_deadline_refuses_a_forward_that_cannot_fit_it(clie
         "/v1/transform", files=upload(picture_bytes((64, 64))), headers={"X-Request-Timeout": "1"}
     )
     assert "longer than the 1 s deadline" in expect_error(short, 413, "too_large_for_deadline")
+
+
+async def test_a_request_late_only_by_its_own_margin_is_let_through(
+    make_client: Any, settings_for: Callable[..., Settings]
+) -> None:
+    """9 s on average, 10.8 s with the first spread, 10 s deadline, nothing ahead: not 'overloaded', it runs."""
+    async with make_client(settings_for(request_timeout_s=10.0)) as client:
+        gate = Gate(output=np.zeros_like)
+        gate.open()
+        swap_predictor(client, gate)
+        client.app.state.services.engine.speed.record(gate, 3 * 64 * 64, 9.0)
+        response = await client.post("/v1/transform", files=upload(picture_bytes((64, 64))))
+        assert response.status_code == 200, response.text

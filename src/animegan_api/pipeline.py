@@ -231,9 +231,13 @@ class Pipeline:
         )
 
     def _check_turn(self, ticket: Ticket, own_s: float) -> None:
-        """503 now, with the predicted wait as Retry-After, for a request whose result would come after its deadline."""
+        """503 now, with the predicted wait as Retry-After, for a request the work ahead of it would make late.
+
+        One whose cautious estimate alone is over its deadline (the average fits, or it would be 413 by now)
+        is let through: waiting would not help it, and the slot's own check still stops a hopeless forward.
+        """
         ahead = self.engine.backlog_s(besides=ticket)
-        if own_s <= 0 or ahead + own_s <= ticket.remaining():
+        if own_s <= 0 or own_s > ticket.remaining() or ahead + own_s <= ticket.remaining():
             return
         retry = max(1, math.ceil(ahead + own_s - ticket.timeout_s))
         message = (
