@@ -28,8 +28,7 @@ from .inference import (
     StyleField,
     client_gone,
     note,
-    note_timing,
-    server_timing,
+    picture_response,
 )
 
 router = APIRouter(tags=["inference"])
@@ -101,13 +100,7 @@ async def avatar(
     note(request, style=entry.name)
     data = await image.read()
     result = await services.avatars.make(ticket, loaded, data, options, lambda: client_gone(request))
-    if result.cache != "hit":
-        note(request, in_size=list(result.in_size or ()), out_size=list(result.out_size or ()))
-        note_timing(request, ticket.queue_s, ticket.inference_s)
-    headers = {"Server-Timing": server_timing(result.timing), "X-Style": result.style, **result.headers}
-    if result.cache:
-        headers["X-Cache"] = result.cache
-    return Response(result.body, media_type=result.media_type, headers=headers)
+    return picture_response(request, ticket, result)
 
 
 def avatar_side(size: int | None, settings: Settings) -> int:

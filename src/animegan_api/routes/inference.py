@@ -23,8 +23,9 @@ from ..deps import (
     resolve_many,
     single_image,
 )
-from ..pipeline import Options
+from ..pipeline import Converted, Options
 from ..schemas import error_doc
+from ..tickets import Ticket
 
 router = APIRouter(tags=["inference"])
 
@@ -114,13 +115,7 @@ async def transform(
     loaded = await acquire(registry, entry)
     note(request, style=entry.name)
     result = await services.avatars.transform(ticket, loaded, await image.read(), options, lambda: client_gone(request))
-    if result.cache != "hit":
-        note(request, in_size=list(result.in_size or ()), out_size=list(result.out_size or ()))
-        note_timing(request, ticket.queue_s, ticket.inference_s)
-    headers = {"Server-Timing": server_timing(result.timing), "X-Style": result.style, **result.headers}
-    if result.cache:
-        headers["X-Cache"] = result.cache
-    return Response(result.body, media_type=result.media_type, headers=headers)
+    return picture_response(request, ticket, result)
 
 
 @router.post(
@@ -158,6 +153,17 @@ async def compare(
     return Response(
         body, media_type=imaging.MEDIA_TYPES[format], headers={"X-Styles": ",".join(e.name for e in entries)}
     )
+
+
+def picture_response(request: Request, ticket: Ticket, result: Converted) -> Response:
+    """A converted picture with its headers, its facts noted for the access log (a cache hit ran nothing)."""
+    if result.cache != "hit":
+        note(request, in_size=list(result.in_size or ()), out_size=list(result.out_size or ()))
+        note_timing(request, ticket.queue_s, ticket.inference_s)
+    headers = {"Server-Timing": server_timing(result.timing), "X-Style": result.style, **result.headers}
+    if result.cache:
+        headers["X-Cache"] = result.cache
+    return Response(result.body, media_type=result.media_type, headers=headers)
 
 
 def note(request: Request, **fields: object) -> None:
