@@ -30,16 +30,20 @@ async def test_styles_lists_metadata_and_unusable_files(
     assert [u["file"] for u in body["unavailable"]] == ["broken.pt"]
 
 
-async def test_styles_listing_reports_the_precision(
-    weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("wanted", "file", "reason"), [("bf16", "pt", "AVX-512 BF16"), ("int8", "onnx", "VNNI")])
+async def test_styles_listing_says_why_reduced_precision_was_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wanted: str, file: str, reason: str
 ) -> None:
-    from conftest import serving
+    from conftest import save_onnx_generator, serving
 
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_flags", lambda source=precision.CPUINFO: frozenset({"avx2", "fma"}))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (save_random_generator if file == "pt" else save_onnx_generator)(weights / f"random.{file}")
     photos = tmp_path / "check"
     photos.mkdir()
     (photos / "a.png").write_bytes(picture_bytes((40, 40)))
-    settings = Settings(weights_dir=weights_dir, warmup_side=32, precision="bf16", precision_check_dir=photos)
+    settings = Settings(weights_dir=weights, warmup_side=32, precision=wanted, precision_check_dir=photos)
     async with serving(settings) as client:
         (info,) = (await client.get("/v1/styles")).json()["styles"]
-    assert info["precision"] == "fp32" and "AVX-512" in info["precision_note"]
+    assert info["precision"] == "fp32" and reason in info["precision_note"]

@@ -28,13 +28,13 @@ class Settings(BaseSettings):
     )
     load_mode: Literal["eager", "lazy"] = Field("eager", description="Load every model at startup, or on first use.")
     max_loaded_models: int | None = Field(None, ge=1, description="LRU bound on models kept loaded (none: no bound).")
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Literal["fp32", "bf16", "int8"] = Field(
         "fp32",
-        description="bf16 autocast for PyTorch styles: used only on CPUs with AVX-512 BF16 "
-        "and within 35 dB PSNR of fp32.",
+        description="bf16 autocast for PyTorch styles (only on CPUs with AVX-512 BF16 or AMX) or int8 convolutions "
+        "for ONNX styles (only with AVX-512 VNNI, AVX-VNNI or AMX), and only within 35 dB PSNR of fp32.",
     )
     precision_check_dir: Path | None = Field(
-        None, description="Photos for the bf16 quality check (default: a built-in test pattern)."
+        None, description="Photos for the bf16/int8 quality check (default: a built-in test pattern)."
     )
     compare_max_styles: int = Field(4, ge=1, le=16, description="Most styles one /v1/compare request may ask for.")
     admin_key: SecretStr | None = Field(

@@ -119,14 +119,14 @@ def load_style(
 ) -> LoadedStyle:
     """Load, complete the spec from the model itself, and warm up with a forward that proves the size rule.
 
-    ``precision="bf16"`` is a request, not an order: see :func:`precision.bf16_refusal`.
+    ``precision`` other than fp32 is a request, not an order: see :func:`precision.apply_precision`.
     """
     started, rss_before = time.perf_counter(), resident_bytes()
     path = model_file.path
     verify_checksum(path, model_file.spec)
     predictor, spec, parameters = _open(model_file, threads)
     spec = spec.model_copy(update={"size_multiple": _settle_multiple(path, spec, predictor, warmup_side)})
-    predictor, active, note = apply_precision(predictor, precision, check_batches)
+    predictor, active, note = apply_precision(predictor, precision, check_batches, path, threads)
     if note:
         log.warning("style %s stays fp32: %s", spec.name, note)
     cost = _memory_cost(predictor, spec.size_multiple or 1, warmup_side) if measure_memory else None

@@ -36,8 +36,10 @@ class StyleInfo(BaseModel):
     memory_bytes: int | None = Field(
         examples=[41943040], description="Resident memory the load added; null until loaded."
     )
-    precision: str | None = Field(examples=["fp32"], description="fp32 or bf16 as loaded; null until loaded.")
-    precision_note: str | None = Field(examples=[None], description="Why bf16 was asked for and not used.")
+    precision: str | None = Field(examples=["fp32"], description="fp32, bf16 or int8 as loaded; null until loaded.")
+    precision_note: str | None = Field(
+        examples=[None], description="Why the precision asked for (bf16, int8) is not used."
+    )
     loaded: bool
     available: bool
     reason: str | None = Field(examples=[None], description="Why the style is unavailable.")

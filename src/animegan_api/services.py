@@ -111,7 +111,7 @@ def load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
         lazy=settings.load_mode == "lazy",
         max_loaded=settings.max_loaded_models,
         precision=settings.precision,
-        check_batches=check_batches(settings.precision_check_dir) if settings.precision == "bf16" else None,
+        check_batches=check_batches(settings.precision_check_dir) if settings.precision != "fp32" else None,
         measure_memory=settings.memory_budget_mb != 0,
         on_load=lambda name, seconds: metrics.model_load.labels(name).set(seconds),
     )
