@@ -1,15 +1,24 @@
 """In-process speed of the generator: the ceiling the service is measured against.
 
     python bench/model.py --weights ../shared/models
-    python bench/model.py --sizes 512 --threads 2 --experiments
+    python bench/model.py --sizes 512 --threads 2 --experiments --profile --ort-options
 
 For each backend (torch ``.pt``, ONNX Runtime ``.onnx`` of the same Hayao
-weights), picture side (256, 512, 1024) and thread count (1, 2) it prints the
-forward time, images/s, FLOPs per image (``torch.utils.flop_counter``) and the
+weights, and the AnimeGANv3 Hayao ``.onnx``), picture side (256, 512, 1024)
+and thread count (1, 2) it prints the forward time, images/s, FLOPs per image
+(``torch.utils.flop_counter``, or counted from the ONNX graph) and the
 GFLOP/s achieved, next to the fp32 matmul peak measured on this CPU with the
-same threads. ``--experiments`` adds the torch variants tried for speed at one
-size: plain NCHW against the service's channels_last, frozen TorchScript
-traces, batches of two, and with ``--bf16`` bf16 autocast (time and PSNR).
+same threads; "use" is the share of that peak. It runs with the service's
+malloc (huge pages).
+
+``--profile`` splits the service's PyTorch forward into the convolutions and
+everything else (the fp32 limit can only be approached by shrinking the
+latter). ``--experiments`` adds the torch variants tried for speed at one
+size: plain NCHW against the service's channels_last, the whole-picture
+forward against the strip forward, frozen TorchScript traces, batches of two,
+with ``--compile`` torch.compile (inductor, frozen weights; compile time shown)
+and with ``--bf16`` bf16 autocast (time and PSNR). ``--ort-options`` times the
+ONNX Runtime session options the service could choose from.
 """
 
 from __future__ import annotations
@@ -30,9 +39,14 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from animegan_api import imaging
+from animegan_api.cli import reexec_with_hugepage_malloc
 from animegan_api.precision import psnr
 from animegan_api.predictors import OnnxPredictor, TorchPredictor
 from animegan_api.weights import load_generator, onnx_signature, open_onnx, read_spec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flops import onnx_flops
+from ort_options import VARIANTS, session
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PHOTO = "food_01.jpg"
@@ -92,17 +106,18 @@ def onnx_runner(path: Path, threads: int) -> Callable[[np.ndarray], np.ndarray]:
 def backend_table(args: argparse.Namespace, module: torch.nn.Module) -> list[dict[str, object]]:
     rows = []
     peaks = {t: matmul_peak(t) for t in args.threads}
-    flops = {side: flops_per_image(module, side) for side in args.sizes}
+    flops = {"torch v2": {side: flops_per_image(module, side) for side in args.sizes}}
+    flops |= {label: {side: onnx_flops(path, side) for side in args.sizes} for label, path in args.onnx.items()}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        runners = {"torch": TorchPredictor(_copy(module))}
-        if args.onnx.is_file():
-            runners["onnxruntime"] = onnx_runner(args.onnx, threads)
+        runners = {"torch v2": TorchPredictor(_copy(module))}
+        runners |= {label: onnx_runner(path, threads) for label, path in args.onnx.items()}
         for side in args.sizes:
             batch = photo_batch(args.photos, side)
             for backend, run in runners.items():
                 times = time_call(lambda run=run, batch=batch: run(batch), budget_s=args.budget)
                 median = statistics.median(times)
+                gflop = flops[backend][side] / 1e9
                 row = {
                     "backend": backend,
                     "side": side,
@@ -110,18 +125,41 @@ def backend_table(args: argparse.Namespace, module: torch.nn.Module) -> list[dic
                     "runs": len(times),
                     "forward_s": round(median, 4),
                     "images_per_s": round(1 / median, 3),
-                    "gflop_per_image": round(flops[side] / 1e9, 2),
-                    "gflop_s": round(flops[side] / median / 1e9, 1),
+                    "gflop_per_image": round(gflop, 2),
+                    "gflop_s": round(gflop / median, 1),
                     "matmul_peak_gflop_s": round(peaks[threads], 1),
+                    "peak_share": round(gflop / median / peaks[threads], 3),
                 }
                 rows.append(row)
                 print(
                     f"{backend:>12} {side:>5} {threads:>3} {median:>9.3f} {1 / median:>8.2f} "
                     f"{row['gflop_per_image']:>8} {row['gflop_s']:>8} {row['matmul_peak_gflop_s']:>8} "
-                    f"{100 * row['gflop_s'] / row['matmul_peak_gflop_s']:>5.0f}%",
+                    f"{100 * row['peak_share']:>5.0f}%",
                     flush=True,
                 )
     return rows
+
+
+def profile(args: argparse.Namespace, module: torch.nn.Module) -> dict[str, object]:
+    """Where the service's forward spends its time: the convolutions against everything else."""
+    side, threads = args.sizes[0], max(args.threads)
+    torch.set_num_threads(threads)
+    service, batch = TorchPredictor(_copy(module)), photo_batch(args.photos, side)
+    time_call(lambda: service(batch), budget_s=0, min_runs=1)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        service(batch)
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops) / 1e6
+    conv = sum(e.self_cpu_time_total for e in ops if "convolution" in e.key) / 1e6
+    gflop = flops_per_image(module, side) / 1e9
+    print(f"profile {side} px, {threads} threads: {total:.3f} s, convolutions {conv:.3f} s ({100 * conv / total:.0f}%)")
+    for event in ops[:8]:
+        print(f"  {event.key:<28} {event.self_cpu_time_total / 1e3:>8.1f} ms {event.count:>5} calls")
+    print(
+        f"  the convolutions alone run at {gflop / conv:.1f} GFLOP/s; the rest costs {total - conv:.3f} s per forward"
+    )
+    top = {e.key: round(e.self_cpu_time_total / 1e6, 4) for e in ops[:8]}
+    return {"side": side, "threads": threads, "total_s": round(total, 4), "conv_s": round(conv, 4), "top_ops_s": top}
 
 
 def experiments(args: argparse.Namespace, module: torch.nn.Module) -> list[dict[str, object]]:
@@ -134,11 +172,14 @@ def experiments(args: argparse.Namespace, module: torch.nn.Module) -> list[dict[
     variants: dict[str, tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]] = {
         "NCHW fp32 (plain)": (torch_runner(module), batch),
         "channels_last (service)": (service, batch),
+        "channels_last whole picture": (_whole(service.module), batch),
         "NCHW jit trace + freeze": (_frozen(module, batch), batch),
         "NCHW batch of 2": (torch_runner(module), np.repeat(batch, 2, axis=0)),
         "channels_last batch of 2": (service, np.repeat(batch, 2, axis=0)),
         "channels_last jit freeze": (_frozen(TorchPredictor(_copy(module)).module, batch, channels_last=True), batch),
     }
+    if args.compile:
+        variants["torch.compile, frozen"] = (_compiled(service.module, batch), batch)
     if args.bf16:
         variants["channels_last bf16 autocast"] = (_bf16(service.module), batch)
     rows = []
@@ -158,7 +199,28 @@ def experiments(args: argparse.Namespace, module: torch.nn.Module) -> list[dict[
                 "psnr_db": round(quality, 1),
             }
         )
-        print(f"{name:>24} {per_image:>9.3f} {base / per_image:>8.2f}x {quality:>8.1f}", flush=True)
+        print(f"{name:>28} {per_image:>9.3f} {base / per_image:>8.2f}x {quality:>8.1f}", flush=True)
+    return rows
+
+
+def ort_table(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Each ONNX Runtime session variant against the service's options, same model, size and threads."""
+    side, threads = args.sizes[0], max(args.threads)
+    batch = photo_batch(args.photos, side)
+    rows = []
+    print(f"\nONNX Runtime options, {side} px, {threads} threads")
+    for label, path in args.onnx.items():
+        base = None
+        for name, tweak in VARIANTS.items():
+            predictor = OnnxPredictor(
+                sess := session(path, threads, tweak), onnx_signature(path, sess, read_spec(path))
+            )
+            median = statistics.median(time_call(lambda p=predictor: p(batch), budget_s=args.budget, min_runs=3))
+            base = base or median
+            rows.append(
+                {"model": label, "variant": name, "forward_s": round(median, 4), "speedup": round(base / median, 3)}
+            )
+            print(f"{label:>8} {name:>28} {median:>8.3f} s {base / median:>6.2f}x", flush=True)
     return rows
 
 
@@ -179,6 +241,34 @@ def _frozen(
     def run(feed: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return traced(_layout(feed, channels_last)).numpy()
+
+    return run
+
+
+def _whole(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """The channels_last module's own forward: the whole picture at once, as before the strip forward."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(_layout(batch, True)).numpy()
+
+    return run
+
+
+def _compiled(module: torch.nn.Module, batch: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Inductor with the weights frozen into the graph (oneDNN-packed); the first call compiles, with gcc."""
+    import torch._inductor.config as inductor
+
+    inductor.freezing = True
+    compiled = torch.compile(module)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        compiled(_layout(batch, True))
+    print(f"torch.compile: first call (compiling) took {time.perf_counter() - started:.1f} s", flush=True)
+
+    def run(feed: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return compiled(_layout(feed, True)).numpy()
 
     return run
 
@@ -205,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--budget", type=float, default=6.0, help="seconds of timed runs per cell (at least 2 runs)")
     parser.add_argument("--experiments", action="store_true", help="also time the torch variants at the first size")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (about a minute to compile)")
+    parser.add_argument("--profile", action="store_true", help="split the torch forward into convolutions and the rest")
+    parser.add_argument("--ort-options", action="store_true", help="also time ONNX Runtime session options")
     parser.add_argument(
         "--bf16",
         action="store_true",
@@ -212,24 +305,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    reexec_with_hugepage_malloc(sys.orig_argv[1:])  # the allocator serve uses
     pt = args.weights / "animeganv2_hayao.pt"
-    args.onnx = args.weights / "animeganv2_hayao.onnx"
+    onnx = {"ort v2": "animeganv2_hayao.onnx", "ort v3": "animeganv3_hayao.onnx"}
+    args.onnx = {label: args.weights / name for label, name in onnx.items() if (args.weights / name).is_file()}
     torch.set_num_interop_threads(1)
     module = load_generator(pt, read_spec(pt))
     hugepages = "glibc.malloc.hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")
     print(
         f"CPU threads available: {torch.get_num_threads()}; torch {torch.__version__}; "
-        "malloc huge pages "
-        + ("on" if hugepages else "off (serve turns them on: set GLIBC_TUNABLES=glibc.malloc.hugetlb=1)")
+        f"malloc huge pages {'on' if hugepages else 'off (not glibc)'}"
     )
     print(
         f"{'backend':>12} {'side':>5} {'thr':>3} {'forward s':>9} {'img/s':>8} "
         f"{'GFLOP':>8} {'GFLOP/s':>8} {'peak':>8} {'use':>6}"
     )
     result: dict[str, object] = {"backends": backend_table(args, module)}
+    if args.profile:
+        result["profile"] = profile(args, module)
     if args.experiments:
-        print(f"\n{'variant':>24} {'s/image':>9} {'speedup':>9} {'PSNR dB':>8}")
+        print(f"\n{'variant':>28} {'s/image':>9} {'speedup':>9} {'PSNR dB':>8}")
         result["experiments"] = experiments(args, module)
+    if args.ort_options:
+        result["ort_options"] = ort_table(args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

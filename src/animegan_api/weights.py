@@ -144,12 +144,27 @@ class OnnxSignature:
 
 
 def open_onnx(path: Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session with fixed thread counts (threads do not spin between calls).
+    """An ONNX Runtime CPU session with :func:`onnx_session_options`; a file ORT cannot read is a WeightsError."""
+    import onnxruntime as ort
 
-    Its memory arena is off: the arena keeps what a large picture made it grow
-    (after one 1536 px forward of AnimeGANv3 Hayao: 3.0 GB resident, for good),
-    while plain malloc gives it back (73 MB after a trim); the 512 px forward
-    costs 3.8% more (0.818 s against 0.788 s on 2 threads).
+    options = onnx_session_options(threads)
+    if not path.is_file():
+        raise WeightsError(path, "file not found")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for bad graphs
+        raise WeightsError(path, f"not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+def onnx_session_options(threads: int) -> Any:
+    """Fixed thread counts, threads that do not spin between calls, and no memory arena.
+
+    The arena keeps what a large picture made it grow (after one 1536 px
+    forward of AnimeGANv3 Hayao: 3.0 GB resident, for good), while plain
+    malloc gives it back (73 MB after a trim); the 512 px forward costs 3.8%
+    more (0.818 s against 0.788 s on 2 threads). Graph optimisation stays at
+    ORT's default, all levels. ``bench/model.py --ort-options`` times each
+    choice against its alternatives.
     """
     import onnxruntime as ort
 
@@ -161,12 +176,7 @@ def open_onnx(path: Path, threads: int) -> Any:
     options.enable_cpu_mem_arena = False
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 4  # failures reach us as exceptions; ORT's own log would repeat them
-    if not path.is_file():
-        raise WeightsError(path, "file not found")
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types for bad graphs
-        raise WeightsError(path, f"not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
+    return options
 
 
 def onnx_signature(path: Path, session: Any, spec: StyleSpec) -> OnnxSignature:
