@@ -9,8 +9,10 @@ the field ``image``, a 10 MB upload cap, PIL decode and a resize to 512x512, a
 ``torch.no_grad()`` forward, a PNG sent back with ``send_file`` at Pillow's
 default compression, and ``future.result(timeout=30)`` mapped to 504. Torch
 threads stay at their defaults. It runs the same generator class and weights
-as the service, so the comparison measures the serving design, not the model.
-It is a benchmark fixture only; do not deploy it.
+as the service, so the comparison measures the serving design, not the model;
+given an ``.onnx`` file it runs it in an ONNX Runtime session with default
+options instead, NHWC or NCHW as the graph's input says. It is a benchmark
+fixture only; do not deploy it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from __future__ import annotations
 import argparse
 import io
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from flask import Flask, jsonify, request, send_file
 from PIL import Image
@@ -34,20 +38,37 @@ app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = 10 * 1024 * 1024
 executor = ThreadPoolExecutor(max_workers=8)
 WEIGHTS: Path | None = None
-_model: Generator | None = None
+_model: Callable[[torch.Tensor], torch.Tensor] | None = None
 _model_lock = threading.Lock()
 
 
-def get_model() -> Generator:
+def get_model() -> Callable[[torch.Tensor], torch.Tensor]:
     global _model
     if _model is None:
         with _model_lock:
             if _model is None:
                 assert WEIGHTS is not None
-                model = Generator(upsample=read_spec(WEIGHTS).upsample)
-                model.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True))
-                _model = model.eval()
+                _model = _onnx_model(WEIGHTS) if WEIGHTS.suffix == ".onnx" else _torch_model(WEIGHTS)
     return _model
+
+
+def _torch_model(path: Path) -> Generator:
+    model = Generator(upsample=read_spec(path).upsample)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def _onnx_model(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    graph_input = session.get_inputs()[0]
+    nhwc = graph_input.shape[-1] == 3
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        feed = x.permute(0, 2, 3, 1).contiguous() if nhwc else x
+        y = torch.from_numpy(session.run(None, {graph_input.name: feed.numpy()})[0])
+        return y.permute(0, 3, 1, 2) if nhwc else y
+
+    return run
 
 
 def run_inference(data: bytes) -> io.BytesIO:

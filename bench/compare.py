@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,13 +38,11 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from animegan_api import imaging
 from animegan_api.cli import reexec_with_hugepage_malloc
 from animegan_api.config import Settings
-from animegan_api.predictors import load_style
-from animegan_api.weights import ModelFile, read_spec
-from load import loopback_only, run_load
-from local_server import free_port, launch, start_server, status_mib, wait_ready
+from load import run_load
+from local_server import start_baseline, start_server, status_mib, stop, wait_idle
+from styles import UNCACHED, RawModel, errors, measure_styles, render_styles
 
 BENCH = Path(__file__).resolve().parent
 SHARED = BENCH.parents[1] / "shared"
@@ -71,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         run = {"meta": _meta(), **measure_levels(weights, args.photos, photos, args.levels, args.min_requests)}
         run["overload"] = measure_overload(weights, photos)
         run["memory"] = measure_memory(weights, args.photos / BIG_PHOTO)
+        run["styles"] = measure_styles(args.weights, args.photos / SQUARE_PHOTOS[0], photos, Path(tmp))
     run["meta"]["wall_s"] = round(time.monotonic() - started, 1)
     report = render(run)
     print(report)
@@ -89,8 +87,8 @@ def measure_levels(weights: Path, photos_dir: Path, photos: list[bytes], levels:
     script waits until the Flask process stops burning CPU on requests whose
     clients have already given up, so that backlog never slows our next level.
     """
-    raw = RawModel(weights / MODEL, photos_dir)
-    ours, url = start_server(weights, ["--max-queue", "16", "--log-level", "warning"], env=_server_env())
+    raw = RawModel(weights / MODEL, photos_dir / SQUARE_PHOTOS[0])
+    ours, url = start_server(weights, ["--max-queue", "16", "--log-level", "warning"], env=UNCACHED)
     flask, flask_url = start_baseline(weights / MODEL)
     result: dict = {"raw": {}, "ours": {}, "baseline": {}}
     try:
@@ -99,33 +97,14 @@ def measure_levels(weights: Path, photos_dir: Path, photos: list[bytes], levels:
             requests = max(min_requests, 2 * c)
             result["ours"][str(c)] = _level("ours", url, "/v1/transform", photos, c, requests)
             result["baseline"][str(c)] = _level("baseline", flask_url, "/transform", photos, c, requests)
-            _wait_idle(flask.pid)
+            wait_idle(flask.pid)
             blocks.append(raw.block())
             result["raw"][str(c)] = _raw_summary(blocks[-2] + blocks[-1])
     finally:
-        _stop(ours)
-        _stop(flask)
+        stop(ours)
+        stop(flask)
     result["raw"]["all"] = _raw_summary([t for block in blocks for t in block])
     return result
-
-
-class RawModel:
-    """The predictor the service builds, called in-process on a ready tensor: the ceiling."""
-
-    def __init__(self, model: Path, photos: Path) -> None:
-        torch.set_num_threads(DEFAULTS.threads)
-        self.predictor = load_style(ModelFile(model, read_spec(model)), DEFAULTS.threads, 256).predictor
-        self.batch = imaging.to_batch(Image.open(photos / SQUARE_PHOTOS[0]).convert("RGB"))
-        self.predictor(self.batch)
-
-    def block(self, runs: int = 3) -> list[float]:
-        times = []
-        for _ in range(runs):
-            began = time.perf_counter()
-            self.predictor(self.batch)
-            times.append(time.perf_counter() - began)
-        print(f"     raw {' '.join(f'{t:.3f}' for t in times)} s", flush=True)
-        return times
 
 
 def _raw_summary(times: list[float]) -> dict[str, float]:
@@ -139,27 +118,14 @@ def _raw_summary(times: list[float]) -> dict[str, float]:
     }
 
 
-def start_baseline(model: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The Flask design as such scripts are deployed: glibc's default malloc, no tunables."""
-    port = free_port()
-    process = launch(
-        [sys.executable, str(BENCH / "baseline_flask.py"), "--weights", str(model), "--port", str(port)],
-        {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    loopback_only(url)
-    wait_ready(url, process, path="/health")
-    return process, url
-
-
 def measure_overload(weights: Path, photos: list[bytes]) -> dict[str, object]:
     """Default settings, 4 x (W + max_queue) clients for a minute; refused clients honour Retry-After."""
     clients = 4 * (DEFAULTS.workers + DEFAULTS.max_queue)
-    process, url = start_server(weights, ["--log-level", "warning"], env=_server_env())
+    process, url = start_server(weights, ["--log-level", "warning"], env=UNCACHED)
     try:
         summary = asyncio.run(run_load(url, photos, clients, 2000, 60.0, honour_retry_after=True))
     finally:
-        _stop(process)
+        stop(process)
     print(f"overload x4 ({clients} clients): {summary['statuses']}", flush=True)
     return summary
 
@@ -167,13 +133,13 @@ def measure_overload(weights: Path, photos: list[bytes]) -> dict[str, object]:
 def measure_memory(weights: Path, big_photo: Path) -> dict[str, object]:
     """Peak RSS of a fresh default service while 16 clients post a 12-megapixel JPEG at once."""
     upload = _twelve_megapixels(big_photo)
-    process, url = start_server(weights, ["--log-level", "warning"], env=_server_env())
+    process, url = start_server(weights, ["--log-level", "warning"], env=UNCACHED)
     try:
         before = status_mib(process.pid, "VmRSS")
         summary = asyncio.run(run_load(url, [upload], 16, 16, 240.0, form={"max_side": "512"}))
         peak = status_mib(process.pid, "VmHWM")
     finally:
-        _stop(process)
+        stop(process)
     print(f"16 x 12 MP uploads: RSS {before:.0f} MiB idle, peak {peak:.0f} MiB, {summary['statuses']}", flush=True)
     return {
         "upload_bytes": len(upload),
@@ -219,9 +185,11 @@ def render(run: dict) -> str:
             f"| {b['latency_ok_s']['p99']:.2f} | {o['throughput_rps'] / r['images_per_s']:.3f} "
             f"| {_ratio(o['throughput_rps'], b['throughput_rps'])} "
             f"| {_ratio(o['latency_ok_s']['p99'], b['latency_ok_s']['p99'])} "
-            f"| {_errors(o)} | {_errors(b)} |"
+            f"| {errors(o)} | {errors(b)} |"
         )
     lines += ["", "Targets:", *(f"- {text}" for text in targets(run)), ""]
+    if "styles" in run:
+        lines += [*render_styles(run["styles"]), ""]
     return "\n".join(lines)
 
 
@@ -285,11 +253,6 @@ def targets(run: dict) -> list[str]:
     return checks
 
 
-def _errors(summary: dict) -> str:
-    errors = {k: v for k, v in summary["statuses"].items() if k != "200"}
-    return ", ".join(f"{v} x {k}" for k, v in errors.items()) or "-"
-
-
 def _verdict(ok: bool, text: str) -> str:
     return f"{'MET' if ok else 'MISSED'}: {text}"
 
@@ -311,34 +274,6 @@ def _twelve_megapixels(photo: Path) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
-
-
-def _server_env() -> dict[str, str]:
-    return {"ANIMEGAN_RATE_LIMIT_ENABLED": "false", "ANIMEGAN_CACHE_MAX_BYTES": "0"}  # every request runs the model
-
-
-def _wait_idle(pid: int, quiet_s: float = 1.0, limit_s: float = 300.0) -> None:
-    """Until the process has used under 5% of a core for ``quiet_s`` (its abandoned work is done)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        before = _cpu_seconds(pid)
-        time.sleep(quiet_s)
-        if _cpu_seconds(pid) - before < 0.05 * quiet_s:
-            return
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _meta() -> dict[str, object]:

@@ -77,3 +77,40 @@ def status_mib(pid: int, field: str = "VmRSS") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise KeyError(field)
+
+
+def start_baseline(model: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``bench/baseline_flask.py`` as such scripts are deployed: glibc's default malloc, no tunables."""
+    port = free_port()
+    script = Path(__file__).resolve().parent / "baseline_flask.py"
+    process = launch(
+        [sys.executable, str(script), "--weights", str(model), "--port", str(port)],
+        {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, process, path="/health")
+    return process, url
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_idle(pid: int, quiet_s: float = 1.0, limit_s: float = 300.0) -> None:
+    """Until the process has used under 5% of a core for ``quiet_s`` (its abandoned work is done)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = _cpu_seconds(pid)
+        time.sleep(quiet_s)
+        if _cpu_seconds(pid) - before < 0.05 * quiet_s:
+            return
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -14,10 +14,16 @@ from conftest import picture_bytes, save_random_generator
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import baseline_flask
 import compare
+import flops
 
 
-def test_flask_baseline_converts_to_512_png_and_refuses_a_missing_field(tmp_path: Path) -> None:
-    baseline_flask.WEIGHTS = save_random_generator(tmp_path / "r.pt")
+@pytest.mark.parametrize("kind", ["pt", "nhwc"])
+def test_flask_baseline_converts_to_512_png_and_refuses_a_missing_field(
+    tmp_path: Path, onnx_models: dict[str, Path], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = save_random_generator(tmp_path / "r.pt") if kind == "pt" else onnx_models[kind]
+    monkeypatch.setattr(baseline_flask, "WEIGHTS", weights)
+    monkeypatch.setattr(baseline_flask, "_model", None)
     client = baseline_flask.app.test_client()
     response = client.post("/transform", data={"image": (io.BytesIO(picture_bytes((80, 60), fmt="JPEG")), "p.jpg")})
     assert response.status_code == 200 and response.mimetype == "image/png"
@@ -25,6 +31,19 @@ def test_flask_baseline_converts_to_512_png_and_refuses_a_missing_field(tmp_path
     assert client.post("/transform", data={}).status_code == 400
     too_big = client.post("/transform", data={"image": (io.BytesIO(b"x" * (11 * 1024 * 1024)), "big.jpg")})
     assert too_big.status_code == 413
+
+
+def test_onnx_flops_count_what_the_torch_counter_counts(onnx_models: dict[str, Path]) -> None:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from animegan_api.model import Generator
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        Generator()(torch.zeros(1, 3, 64, 64))
+    assert flops.onnx_flops(onnx_models["nchw"], 64) == counter.get_total_flops()
+    assert flops.onnx_flops(onnx_models["nhwc"], 64) == counter.get_total_flops()
 
 
 def _summary(throughput: float, p50: float, p99: float, statuses: dict[str, int] | None = None) -> dict:
@@ -77,3 +96,13 @@ def test_report_tables_the_levels_and_judges_every_target(
     verdicts = [line for line in report.splitlines() if line.startswith("- ")]
     assert len(verdicts) == 5  # throughput, p50, c=8 vs Flask, overload, memory
     assert sum(line.startswith("- MISSED") for line in verdicts) == missed
+
+
+def test_report_gives_each_style_its_share_of_the_fp32_limit_and_ratio_to_flask() -> None:
+    run = _run(0.49, 0.3, 0.02)
+    v3 = {"file": "v3.onnx", "gflop_per_image": 59.2, "raw_forward_s": 0.5}
+    v3 |= {"ours": _summary(1.8, 2.0, 2.4), "baseline": _summary(0.9, 4.0, 5.0, {"200": 12, "504": 1})}
+    run["styles"] = {"peak_gflop_s": 118.4, "concurrency": 4, "styles": {"v3 Hayao": v3}}
+    report = compare.render(run)
+    assert "118.4 GFLOP/s" in report
+    assert "| v3 Hayao | 59.2 | 2.00 | 2.000 | 1.800 | 2.40 | 0.900 | 90% | 0.90 | 2.00 | - | 1 x 504 |" in report
