@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import DEFAULT_PHOTOS, load_photos, run_load
 from local_server import start_server
+from styles import UNCACHED
 
 LAYOUTS = ((1, 1), (1, 2), (2, 1), (2, 2))
 SQUARE_PHOTOS = ["food_01.jpg", "street_05.jpg"]  # both 512x512: identical work per request
@@ -35,7 +36,7 @@ def main() -> int:
         process, url = start_server(
             args.weights,
             ["--workers", str(workers), "--threads", str(threads), "--max-queue", "64", "--log-level", "warning"],
-            env={"ANIMEGAN_RATE_LIMIT_ENABLED": "false", "OMP_NUM_THREADS": str(threads)},
+            env={**UNCACHED, "OMP_NUM_THREADS": str(threads)},
         )
         try:
             concurrency = workers * 2
