@@ -71,10 +71,10 @@ def measure_styles(models: Path, photo: Path, uploads: list[bytes], folder: Path
 
 
 def _style(model: Path, weights: Path, photo: Path, uploads: list[bytes], concurrency: int) -> dict:
+    """Raw forwards before and after the two designs' runs, so drift over the minutes shows in both."""
     raw = RawModel(model, photo)
-    forward_s = statistics.median(raw.block(5))
-    del raw
-    requests = max(12, round(40 * forward_s) // concurrency * concurrency)  # about 40 s of work
+    before = raw.block(3)
+    requests = max(12, round(40 / statistics.median(before)) // concurrency * concurrency)  # ~40 s of work
     ours, url = start_server(weights, ["--max-queue", "16", "--log-level", "warning"], env=UNCACHED)
     try:
         served = asyncio.run(run_load(url, uploads, concurrency, requests, 300.0))
@@ -86,6 +86,7 @@ def _style(model: Path, weights: Path, photo: Path, uploads: list[bytes], concur
         wait_idle(flask.pid)
     finally:
         stop(flask)
+    forward_s = statistics.median(before + raw.block(3))
     print(f"{model.name}: ours {served['statuses']}, Flask {baseline['statuses']}", flush=True)
     return {
         "file": model.name,

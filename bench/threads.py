@@ -1,10 +1,12 @@
 """Measure worker (W) x torch-thread (T) layouts of the real service on this machine.
 
     python bench/threads.py --weights ../shared/models --requests 12
+    python bench/threads.py --styles animeganv2_hayao animeganv3_hayao --requests 16
 
 For each layout it starts ``animegan-api serve`` on a free loopback port,
 drives it with ``bench/load.py`` at enough concurrency to keep every worker
-busy (512x512 photos), and prints throughput and latency side by side. The
+busy (512x512 photos, result cache off), once per style asked for, and prints
+throughput and latency side by side. The
 defaults in ``config.py`` come from this table (see README, "Choosing W and T").
 """
 
@@ -29,9 +31,10 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, default=DEFAULT_PHOTOS.parent / "models")
     parser.add_argument("--requests", type=int, default=12)
     parser.add_argument("--time-limit", type=float, default=240.0)
+    parser.add_argument("--styles", nargs="+", default=["animeganv2_hayao"])
     args = parser.parse_args()
     photos = load_photos(DEFAULT_PHOTOS, SQUARE_PHOTOS)
-    print(f"{'W x T':>6} {'conc':>5} {'img/s':>7} {'p50 s':>7} {'p99 s':>7}  statuses")
+    print(f"{'style':>18} {'W x T':>6} {'conc':>5} {'img/s':>7} {'p50 s':>7} {'p99 s':>7}  statuses")
     for workers, threads in LAYOUTS:
         process, url = start_server(
             args.weights,
@@ -39,17 +42,19 @@ def main() -> int:
             env={**UNCACHED, "OMP_NUM_THREADS": str(threads)},
         )
         try:
-            concurrency = workers * 2
-            summary = asyncio.run(run_load(url, photos, concurrency, args.requests, args.time_limit))
+            for style in args.styles:
+                concurrency = workers * 2
+                form = {"style": style}
+                summary = asyncio.run(run_load(url, photos, concurrency, args.requests, args.time_limit, form))
+                lat = summary["latency_ok_s"]
+                print(
+                    f"{style:>18} {workers:>2} x {threads:<2} {concurrency:>5} {summary['throughput_rps']:>7.3f} "
+                    f"{lat['p50']:>7.2f} {lat['p99']:>7.2f}  {summary['statuses']}",
+                    flush=True,
+                )
         finally:
             process.terminate()
             process.wait(timeout=60)
-        lat = summary["latency_ok_s"]
-        print(
-            f"{workers:>2} x {threads:<2} {concurrency:>5} {summary['throughput_rps']:>7.3f} "
-            f"{lat['p50']:>7.2f} {lat['p99']:>7.2f}  {summary['statuses']}",
-            flush=True,
-        )
     return 0
 
 
