@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,7 @@ def test_int8_without_the_onnx_package_says_how_to_get_it(
     onnx_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_cpu(monkeypatch, VNNI)
-    monkeypatch.setitem(__import__("sys").modules, "onnxruntime.quantization", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
     style = load_file(onnx_models["nchw"], precision="int8")
     assert style.precision == "fp32" and "animegan-api[int8]" in style.precision_note
 
