@@ -25,7 +25,7 @@ from animegan_api.weights import ModelFile, load_generator, read_spec
 from flops import onnx_flops
 from load import run_load
 from local_server import start_baseline, start_server, stop, wait_idle
-from model import matmul_peak
+from model import flops_per_image, matmul_peak
 
 DEFAULTS = Settings()
 STYLES = {
@@ -100,12 +100,7 @@ def _style(model: Path, weights: Path, photo: Path, uploads: list[bytes], concur
 def _flops(model: Path) -> int:
     if model.suffix == ".onnx":
         return onnx_flops(model, SIDE)
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode():
-        load_generator(model, read_spec(model))(torch.zeros(1, 3, SIDE, SIDE))
-    return counter.get_total_flops()
+    return flops_per_image(load_generator(model, read_spec(model)), SIDE)
 
 
 def render_styles(styles: dict) -> list[str]:

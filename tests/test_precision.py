@@ -37,13 +37,6 @@ def test_bf16_runs_when_the_cpu_has_it_and_the_output_stays_close(
     assert precision.psnr(style.predictor(batches[0]), fp32) >= precision.MIN_PSNR_DB
 
 
-def test_bf16_that_degrades_the_picture_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_cpu(monkeypatch, frozenset({"amx_bf16"}))
-    monkeypatch.setattr(precision, "MIN_PSNR_DB", 500.0)
-    style = load_file(save_random_generator(tmp_path / "r.pt"), precision="bf16")  # the built-in check pattern
-    assert style.precision == "fp32" and "bf16 output is only" in style.precision_note
-
-
 def test_bf16_leaves_onnx_styles_alone(onnx_models: dict[str, Path]) -> None:
     style = load_file(onnx_models["nchw"], precision="bf16")
     assert style.precision == "fp32" and "PyTorch files only" in style.precision_note
@@ -85,13 +78,15 @@ def test_int8_with_vnni_quantises_the_convolutions_and_serves_them_when_close(
     assert 10.0 < precision.psnr(int8_out, fp32_out) < 120.0
 
 
-def test_int8_below_the_quality_line_is_refused_with_its_psnr(
-    onnx_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("wanted", "flags"), [("bf16", frozenset({"amx_bf16"})), ("int8", VNNI)])
+def test_a_copy_below_the_quality_line_is_refused_with_its_psnr(
+    tmp_path: Path, onnx_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch, wanted: str, flags: frozenset[str]
 ) -> None:
-    fake_cpu(monkeypatch, VNNI)
+    fake_cpu(monkeypatch, flags)
     monkeypatch.setattr(precision, "MIN_PSNR_DB", 500.0)
-    style = load_file(onnx_models["nchw"], precision="int8")
-    assert style.precision == "fp32" and "int8 output is only" in style.precision_note
+    path = save_random_generator(tmp_path / "r.pt") if wanted == "bf16" else onnx_models["nchw"]
+    style = load_file(path, precision=wanted)  # the built-in check pattern
+    assert style.precision == "fp32" and f"{wanted} output is only" in style.precision_note
 
 
 def test_int8_without_the_onnx_package_says_how_to_get_it(
