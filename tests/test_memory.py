@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from animegan_api import memory
-from animegan_api.memory import Budget, LinearCost, MiB, calibrate, default_budget
+from animegan_api.memory import Budget, LinearCost, MiB, SplitCost, calibrate, calibrated_pixels, default_budget
 from animegan_api.model import Generator
 from animegan_api.predictors import TorchPredictor
 from animegan_api.tickets import ClientGone, DeadlineExceeded, Ticket
@@ -54,6 +54,14 @@ def test_a_forward_is_measured_at_two_sizes() -> None:
     assert cost is not None
     assert cost.per_pixel > 100  # at least the float32 activations of a few channels
     assert cost.forward_bytes(512, 512) > cost.forward_bytes(256, 256) > 0
+
+
+def test_a_split_cost_uses_each_line_on_its_side_and_never_falls_past_the_split() -> None:
+    cost = SplitCost(small=LinearCost(0, 10.0), large=LinearCost(0, 4.0), pixels=100)
+    assert cost.forward_bytes(10, 10) == 1000  # the small line up to the split
+    assert cost.forward_bytes(11, 10) == 1000  # the large line (440) would fall below it
+    assert cost.forward_bytes(30, 30) == 3600
+    assert calibrated_pixels(256) == 512 * 512 and calibrated_pixels(16) == 128 * 128
 
 
 async def test_reservations_fit_at_once_or_wait_their_turn() -> None:

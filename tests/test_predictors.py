@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 
 from animegan_api.config import Settings
+from animegan_api.memory import SplitCost
 from animegan_api.model import Generator
+from animegan_api.predictors import OnnxPredictor
 from animegan_api.weights import WeightsError, sha256_of
 from conftest import load_file, picture_bytes, save_random_generator, upload
 
@@ -28,6 +30,37 @@ def test_onnx_runs_like_the_torch_generator_in_either_layout(onnx_models: dict[s
     with torch.inference_mode():
         expected = reference(torch.from_numpy(batch)).numpy()
     assert np.abs(style.predictor(batch) - expected).max() < 1e-4
+
+
+def test_pictures_up_to_the_measured_size_run_in_the_arena_session_larger_ones_in_the_plain_one(
+    onnx_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    predictor = load_file(onnx_models["nhwc"]).predictor  # warm-up side 32: memory measured up to 128 x 128
+    assert isinstance(predictor, OnnxPredictor) and predictor.arena is not None
+    assert predictor.arena_pixels == 128 * 128
+    assert predictor.arena.get_session_options().enable_cpu_mem_arena
+    assert not predictor.session.get_session_options().enable_cpu_mem_arena
+    used: list[str] = []
+    for label, session in (("arena", predictor.arena), ("plain", predictor.session)):
+        run = session.run
+        monkeypatch.setattr(session, "run", lambda *a, _run=run, _label=label: used.append(_label) or _run(*a))
+    torch.manual_seed(0)
+    reference, rng = Generator().eval(), np.random.default_rng(1)
+    for height, width in ((128, 128), (128, 132), (64, 40)):
+        batch = rng.uniform(-1, 1, (1, 3, height, width)).astype(np.float32)
+        with torch.inference_mode():
+            expected = reference(torch.from_numpy(batch)).numpy()
+        assert np.abs(predictor(batch) - expected).max() < 1e-4
+    assert used == ["arena", "plain", "arena"]
+
+
+def test_an_onnx_style_is_measured_on_both_sessions(onnx_models: dict[str, Path]) -> None:
+    cost = load_file(onnx_models["nchw"], measure_memory=True).cost
+    assert isinstance(cost, SplitCost) and cost.pixels == 128 * 128
+    sizes = [(64, 64), (128, 128), (128, 132), (512, 512)]
+    needs = [cost.forward_bytes(w, h) for w, h in sizes]
+    assert needs == sorted(needs) and needs[0] > 0
+    assert needs[-1] == cost.large.forward_bytes(512, 512) >= cost.small.forward_bytes(128 * 128, 1)
 
 
 def test_size_rule_is_probed_when_no_sidecar_states_it(onnx_models: dict[str, Path]) -> None:

@@ -12,7 +12,9 @@ works it out from its own layer shapes (:func:`strip_memory.peak_bytes`);
 other models are measured: two forwards at two sizes, each after handing
 cached memory back to the system, each read from the peak resident set. ONNX
 Runtime's cost per pixel falls a little as pictures grow, so the line through
-two small sizes over-predicts large ones: the safe side.
+two small sizes over-predicts large ones: the safe side. An ONNX style's
+arena session serves only the sizes it was measured at and below, so its
+cost is two lines (:class:`SplitCost`).
 """
 
 from __future__ import annotations
@@ -120,6 +122,29 @@ class LinearCost:
 
     def forward_bytes(self, width: int, height: int) -> int:
         return int(self.fixed + self.per_pixel * width * height)
+
+
+@dataclass(frozen=True)
+class SplitCost:
+    """Pictures up to ``pixels`` measured on one runtime session, larger ones on another.
+
+    Above the split the cost never falls below the small side's at the
+    split, so it grows with the picture and a search for the largest side
+    that fits stays valid.
+    """
+
+    small: LinearCost
+    large: LinearCost
+    pixels: int
+
+    def forward_bytes(self, width: int, height: int) -> int:
+        small = self.small.forward_bytes(min(width * height, self.pixels), 1)
+        return small if width * height <= self.pixels else max(small, self.large.forward_bytes(width, height))
+
+
+def calibrated_pixels(side: int) -> int:
+    """Pixels of the largest picture :func:`calibrate` measures for a warm-up ``side`` (at any size rule)."""
+    return (2 * max(MIN_CALIBRATION_SIDE, side)) ** 2
 
 
 def calibrate(forward: Callable[[np.ndarray], object], multiple: int, side: int = 256) -> LinearCost | None:

@@ -75,7 +75,10 @@ class ReadyResponse(BaseModel):
 class StyleLimits(BaseModel):
     name: str
     memory_fixed_bytes: int | None = Field(description="Measured working memory of one forward: the fixed part.")
-    memory_per_pixel: float | None = Field(description="... and the bytes per processed pixel (measured styles).")
+    memory_per_pixel: float | None = Field(
+        description="... and the bytes per processed pixel (measured styles; for ONNX styles, the line that "
+        "sizes pictures above the measured ones)."
+    )
     memory_at_512_bytes: int | None = Field(description="Working memory of one 512x512 forward; null until loaded.")
     largest_max_side: int | None = Field(
         description="The largest square max_side whose request fits the memory budget alone (null: no budget)."

@@ -143,11 +143,11 @@ class OnnxSignature:
     fixed_size: tuple[int, int] | None
 
 
-def open_onnx(path: Path, threads: int) -> Any:
+def open_onnx(path: Path, threads: int, arena: bool = False) -> Any:
     """An ONNX Runtime CPU session with :func:`onnx_session_options`; a file ORT cannot read is a WeightsError."""
     import onnxruntime as ort
 
-    options = onnx_session_options(threads)
+    options = onnx_session_options(threads, arena)
     if not path.is_file():
         raise WeightsError(path, "file not found")
     try:
@@ -156,15 +156,19 @@ def open_onnx(path: Path, threads: int) -> Any:
         raise WeightsError(path, f"not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
 
 
-def onnx_session_options(threads: int) -> Any:
-    """Fixed thread counts, threads that do not spin between calls, and no memory arena.
+def onnx_session_options(threads: int, arena: bool = False) -> Any:
+    """Fixed thread counts, threads that do not spin between calls; ORT's memory arena only when asked.
 
-    The arena keeps what a large picture made it grow (after one 1536 px
-    forward of AnimeGANv3 Hayao: 3.0 GB resident, for good), while plain
-    malloc gives it back (73 MB after a trim); the 512 px forward costs 3.8%
-    more (0.818 s against 0.788 s on 2 threads). Graph optimisation stays at
-    ORT's default, all levels. ``bench/model.py --ort-options`` times each
-    choice against its alternatives.
+    Without the arena every intermediate tensor is a fresh malloc, and at
+    these sizes (32-64 MB) a fresh mmap whose pages fault in again on every
+    run: AnimeGANv3 Hayao at 512 px takes 0.9-1.2 s on 2 threads where the
+    arena makes it 0.69 s (the first shape a session sees is spared by ORT's
+    memory pattern, later ones are not). The arena keeps what a picture made
+    it grow, so the service runs it with :func:`arena_run_options` and only
+    for pictures whose memory it measured (``predictors.OnnxPredictor``); its
+    per-shape memory pattern is off because with it the peaks jumped up to 20%
+    above the measured line. Graph optimisation stays at ORT's default, all
+    levels. ``bench/model.py --ort-options`` times each choice.
     """
     import onnxruntime as ort
 
@@ -173,9 +177,19 @@ def onnx_session_options(threads: int) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = arena
+    options.enable_mem_pattern = not arena
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 4  # failures reach us as exceptions; ORT's own log would repeat them
+    return options
+
+
+def arena_run_options() -> Any:
+    """Run options that hand the arena's free regions back after each run: one large picture does not stay."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
 
 

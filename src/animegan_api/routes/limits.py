@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..deps import ServicesDep
-from ..memory import LinearCost, resident_bytes
+from ..memory import LinearCost, SplitCost, resident_bytes
 from ..schemas import LimitsResponse, StyleLimits
 from ..services import Services
 from ..sizing import largest_square_side
@@ -44,10 +44,11 @@ def _style(name: str, services: Services) -> StyleLimits:
     largest = None
     if budget is not None and loaded is not None:
         largest = largest_square_side([loaded], budget.capacity, services.settings.max_side_limit)
+    line = cost.large if isinstance(cost, SplitCost) else cost  # the line that large pictures are sized by
     return StyleLimits(
         name=name,
-        memory_fixed_bytes=cost.fixed if isinstance(cost, LinearCost) else None,
-        memory_per_pixel=round(cost.per_pixel, 1) if isinstance(cost, LinearCost) else None,
+        memory_fixed_bytes=line.fixed if isinstance(line, LinearCost) else None,
+        memory_per_pixel=round(line.per_pixel, 1) if isinstance(line, LinearCost) else None,
         memory_at_512_bytes=cost.forward_bytes(512, 512) if cost else None,
         largest_max_side=largest,
     )
