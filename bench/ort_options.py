@@ -1,9 +1,11 @@
 """The ONNX Runtime session options ``bench/model.py --ort-options`` times against the service's own.
 
-Each variant changes one thing from ``animegan_api.weights.onnx_session_options``:
-graph optimisation level (the service leaves ORT's default, all levels),
-spinning threads, the memory arena, and parallel execution of independent
-graph branches.
+The service runs a picture of this size in its arena session
+(``animegan_api.weights.onnx_session_options(threads, arena=True)``, shrunk
+after each run). Each variant changes one thing from that: no arena (the
+session larger pictures use), graph optimisation level (the service leaves
+ORT's default, all levels), ORT's per-shape memory pattern, spinning threads,
+and parallel execution of independent graph branches.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import onnxruntime as ort
 
-from animegan_api.weights import onnx_session_options
+from animegan_api.predictors import OnnxPredictor
+from animegan_api.weights import onnx_session_options, onnx_signature, read_spec
 
 Tweak = Callable[[Any], None]
 
@@ -30,8 +33,13 @@ def _spinning(options: Any) -> None:
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
 
 
-def _arena(options: Any) -> None:
-    options.enable_cpu_mem_arena = True
+def _no_arena(options: Any) -> None:
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = True
+
+
+def _pattern(options: Any) -> None:
+    options.enable_mem_pattern = True
 
 
 def _parallel(options: Any) -> None:
@@ -40,19 +48,24 @@ def _parallel(options: Any) -> None:
 
 
 VARIANTS: dict[str, Tweak | None] = {
-    "service (all optimisations)": None,
+    "service (arena, shrunk per run)": None,
+    "no memory arena": _no_arena,
+    "memory pattern on": _pattern,
     "no graph optimisation": _level(ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
     "basic optimisations": _level(ort.GraphOptimizationLevel.ORT_ENABLE_BASIC),
     "extended optimisations": _level(ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
     "spinning threads": _spinning,
-    "memory arena on": _arena,
     "parallel execution": _parallel,
 }
 
 
-def session(path: Path, threads: int, tweak: Tweak | None) -> Any:
-    """A session built exactly as the service builds it, then changed by ``tweak``."""
-    options = onnx_session_options(threads)
+def predictor(path: Path, threads: int, tweak: Tweak | None, pixels: int) -> OnnxPredictor:
+    """The service's predictor for pictures up to ``pixels``, its arena session's options changed by ``tweak``."""
+    options = onnx_session_options(threads, arena=True)
     if tweak is not None:
         tweak(options)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    signature = onnx_signature(path, session, read_spec(path))
+    if not options.enable_cpu_mem_arena:
+        return OnnxPredictor(session, signature)
+    return OnnxPredictor(session, signature, arena=session, arena_pixels=pixels)
