@@ -28,11 +28,12 @@ weights: $(STAMP)
 serve: weights
 	ANIMEGAN_WEIGHTS_DIR="$(WEIGHTS_DIR)" $(BIN)/animegan-api serve
 
-# ruff (lint and format) on everything, mypy strict on the package; then the suite.
+# ruff (lint and format) on everything, mypy strict on the package, the import contracts; then the suite.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest

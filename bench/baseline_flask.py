@@ -31,8 +31,8 @@ import torch
 from flask import Flask, jsonify, request, send_file
 from PIL import Image
 
-from animegan_api.model import Generator
-from animegan_api.weights import read_spec
+from animegan_api.runtime.model import Generator
+from animegan_api.runtime.weights import read_spec
 
 app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = 10 * 1024 * 1024

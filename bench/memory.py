@@ -9,7 +9,7 @@ uses: load the style as the service does, note the resident set, run one
 forward on a real photo at that size, and report the peak resident set
 (VmHWM) minus that baseline. PyTorch styles run both ways: ``whole`` (the
 plain module, the reference) and ``strips`` (what the service runs,
-:mod:`animegan_api.tiling`); ONNX styles run as ONNX Runtime runs them.
+:mod:`animegan_api.runtime.tiling`); ONNX styles run as ONNX Runtime runs them.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from animegan_api import imaging
-from animegan_api.predictors import TorchPredictor, load_style
-from animegan_api.weights import ModelFile, read_spec
+from animegan_api.pictures import imaging
+from animegan_api.runtime.predictors import TorchPredictor, load_style
+from animegan_api.runtime.weights import ModelFile, read_spec
 
 def status(field):
     line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field + ":"))

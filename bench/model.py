@@ -38,12 +38,12 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from animegan_api import imaging
 from animegan_api.cli import reexec_with_hugepage_malloc
 from animegan_api.config import Settings
-from animegan_api.precision import psnr
-from animegan_api.predictors import TorchPredictor, load_style
-from animegan_api.weights import ModelFile, load_generator, read_spec
+from animegan_api.pictures import imaging
+from animegan_api.runtime.precision import psnr
+from animegan_api.runtime.predictors import TorchPredictor, load_style
+from animegan_api.runtime.weights import ModelFile, load_generator, read_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flops import onnx_flops

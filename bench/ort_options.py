@@ -1,7 +1,7 @@
 """The ONNX Runtime session options ``bench/model.py --ort-options`` times against the service's own.
 
 The service runs a picture of this size in its arena session
-(``animegan_api.weights.onnx_session_options(threads, arena=True)``, shrunk
+(``animegan_api.runtime.weights.onnx_session_options(threads, arena=True)``, shrunk
 after each run). Each variant changes one thing from that: no arena (the
 session larger pictures use), graph optimisation level (the service leaves
 ORT's default, all levels), ORT's per-shape memory pattern, spinning threads,
@@ -16,8 +16,8 @@ from typing import Any
 
 import onnxruntime as ort
 
-from animegan_api.predictors import OnnxPredictor
-from animegan_api.weights import onnx_session_options, onnx_signature, read_spec
+from animegan_api.runtime.predictors import OnnxPredictor
+from animegan_api.runtime.weights import onnx_session_options, onnx_signature, read_spec
 
 Tweak = Callable[[Any], None]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from animegan_api import imaging
 from animegan_api.config import Settings
-from animegan_api.predictors import load_style
-from animegan_api.weights import ModelFile, load_generator, read_spec
+from animegan_api.pictures import imaging
+from animegan_api.runtime.predictors import load_style
+from animegan_api.runtime.weights import ModelFile, load_generator, read_spec
 from flops import onnx_flops
 from load import run_load
 from local_server import start_baseline, start_server, stop, wait_idle

@@ -18,11 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from animegan_api.app import create_app
 from animegan_api.config import Settings
-from animegan_api.model import Generator
-from animegan_api.predictors import load_style
-from animegan_api.weights import ModelFile, read_spec
+from animegan_api.http.app import create_app
+from animegan_api.runtime.model import Generator
+from animegan_api.runtime.predictors import load_style
+from animegan_api.runtime.weights import ModelFile, read_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # local_server: helpers shared with bench/
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from animegan_api.app import create_app, services_of
 from animegan_api.config import Settings
-from animegan_api.weights import WeightsError
+from animegan_api.http.app import create_app, services_of
+from animegan_api.runtime.weights import WeightsError
 from conftest import AppClient
 
 

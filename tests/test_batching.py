@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from animegan_api.engine import InferenceEngine
-from animegan_api.tickets import ClientGone, DeadlineExceeded
+from animegan_api.serving.engine import InferenceEngine
+from animegan_api.serving.tickets import ClientGone, DeadlineExceeded
 from gates import Gate, until
 
 

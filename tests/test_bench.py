@@ -37,7 +37,7 @@ def test_onnx_flops_count_what_the_torch_counter_counts(onnx_models: dict[str, P
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from animegan_api.model import Generator
+    from animegan_api.runtime.model import Generator
 
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():

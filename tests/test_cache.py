@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from animegan_api.cache import CachedResult, ResultCache, cache_key
+from animegan_api.serving.cache import CachedResult, ResultCache, cache_key
 
 
 def _result(size: int, style: str = "s") -> CachedResult:

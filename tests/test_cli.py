@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from animegan_api.cli import main
-from animegan_api.pull import packaged_manifest
+from animegan_api.runtime.pull import packaged_manifest
 from conftest import picture_bytes, save_random_generator
 
 

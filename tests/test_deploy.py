@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from animegan_api.memory import default_budget
+from animegan_api.runtime.memory import default_budget
 from local_server import free_port, launch, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]

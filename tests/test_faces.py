@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from animegan_api.faces import Face, FaceDetector, reading_order
+from animegan_api.pictures.faces import Face, FaceDetector, reading_order
 
 pytestmark = pytest.mark.real_weights
 FACE_PHOTOS = [f"face_{index:02d}.jpg" for index in range(1, 17)]

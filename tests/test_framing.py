@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from animegan_api.faces import Face
-from animegan_api.framing import HAIR_SHIFT, MAX_ROLL, Frame, cut, frame
+from animegan_api.pictures.faces import Face
+from animegan_api.pictures.framing import HAIR_SHIFT, MAX_ROLL, Frame, cut, frame
 
 
 def test_frame_is_sized_by_the_margin_and_sits_above_the_face() -> None:

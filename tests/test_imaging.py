@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animegan_api import imaging
+from animegan_api.pictures import imaging
 from conftest import picture_bytes
 
 LIMITS = {"max_pixels": 40_000_000, "max_side": 512, "multiple": 4}

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from animegan_api import memory
-from animegan_api.memory import Budget, LinearCost, MiB, SplitCost, calibrate, calibrated_pixels, default_budget
-from animegan_api.model import Generator
-from animegan_api.predictors import TorchPredictor
-from animegan_api.tickets import ClientGone, DeadlineExceeded, Ticket
+from animegan_api.runtime import memory
+from animegan_api.runtime.memory import LinearCost, MiB, SplitCost, calibrate, calibrated_pixels, default_budget
+from animegan_api.runtime.model import Generator
+from animegan_api.runtime.predictors import TorchPredictor
+from animegan_api.serving.budget import Budget
+from animegan_api.serving.tickets import ClientGone, DeadlineExceeded, Ticket
 from gates import until
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from animegan_api.cli.logs import JsonFormatter
 from animegan_api.config import Settings
-from animegan_api.logs import JsonFormatter
 from conftest import picture_bytes
 
 

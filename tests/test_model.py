@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from animegan_api.model import Generator, tf_legacy_resize
+from animegan_api.runtime.model import Generator, tf_legacy_resize
 
 
 def test_state_dict_has_the_published_key_format() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from animegan_api import precision
-from animegan_api.predictors import OnnxPredictor
+from animegan_api.runtime import precision
+from animegan_api.runtime.predictors import OnnxPredictor
 from conftest import load_file, save_random_generator
 
 VNNI = frozenset({"avx2", "fma", "avx512_vnni"})
@@ -50,7 +50,7 @@ def test_int8_is_refused_without_vnni_before_anything_is_quantised(
     def no_quantising(*args: object) -> None:
         raise AssertionError("quantised on a CPU without VNNI")
 
-    monkeypatch.setattr("animegan_api.quantize.int8_session", no_quantising)
+    monkeypatch.setattr("animegan_api.runtime.quantize.int8_session", no_quantising)
     style = load_file(onnx_models["nhwc"], precision="int8")
     assert style.precision == "fp32" and "lacks VNNI" in style.precision_note
 

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 from animegan_api.config import Settings
-from animegan_api.memory import SplitCost
-from animegan_api.model import Generator
-from animegan_api.predictors import OnnxPredictor
-from animegan_api.weights import WeightsError, sha256_of
+from animegan_api.runtime.memory import SplitCost
+from animegan_api.runtime.model import Generator
+from animegan_api.runtime.predictors import OnnxPredictor
+from animegan_api.runtime.weights import WeightsError, sha256_of
 from conftest import load_file, picture_bytes, save_random_generator, upload
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from animegan_api import imaging
 from animegan_api.config import Settings
-from animegan_api.model import Generator
+from animegan_api.pictures import imaging
+from animegan_api.runtime.model import Generator
 from conftest import serving
 
 pytestmark = pytest.mark.real_weights
@@ -162,8 +162,8 @@ async def test_odd_sizes_follow_the_rule_and_keep_size_and_alpha_are_restored(sh
 
 
 def test_a_wrong_size_rule_for_a_real_model_is_named(shared: Path, tmp_path: Path) -> None:
-    from animegan_api.predictors import load_style
-    from animegan_api.weights import ModelFile, WeightsError, read_spec
+    from animegan_api.runtime.predictors import load_style
+    from animegan_api.runtime.weights import ModelFile, WeightsError, read_spec
 
     model = tmp_path / "animeganv3_cute.onnx"
     model.write_bytes((shared / "models" / "animeganv3_cute.onnx").read_bytes())
@@ -183,9 +183,9 @@ def _check_batches(shared: Path) -> list[np.ndarray]:
 
 def test_bf16_stays_within_35_db_of_fp32_on_real_photos(shared: Path) -> None:
     """The quality half of the bf16 guard, measured for real (slow here: this CPU emulates bf16)."""
-    from animegan_api.precision import quality_refusal
-    from animegan_api.predictors import TorchPredictor, load_style
-    from animegan_api.weights import ModelFile, read_spec
+    from animegan_api.runtime.precision import quality_refusal
+    from animegan_api.runtime.predictors import TorchPredictor, load_style
+    from animegan_api.runtime.weights import ModelFile, read_spec
 
     model = shared / "models" / "animeganv2_hayao.pt"
     fp32 = load_style(ModelFile(model, read_spec(model)), threads=2, warmup_side=64).predictor
@@ -198,9 +198,9 @@ def test_int8_is_served_only_where_vnni_keeps_it_within_35_db(
     shared: Path, monkeypatch: pytest.MonkeyPatch, model: str
 ) -> None:
     """Quantised for real as if the CPU had VNNI; where it has not, the picture falls below the line and is refused."""
-    from animegan_api import precision
-    from animegan_api.predictors import load_style
-    from animegan_api.weights import ModelFile, read_spec
+    from animegan_api.runtime import precision
+    from animegan_api.runtime.predictors import load_style
+    from animegan_api.runtime.weights import ModelFile, read_spec
 
     has_vnni = bool(precision.cpu_flags() & precision.NEEDED_FLAGS["int8"])
     monkeypatch.setattr(precision, "cpu_flags", lambda source=precision.CPUINFO: frozenset({"avx512_vnni"}))
@@ -223,7 +223,7 @@ def test_real_avatars_keep_the_face(shared: Path, tmp_path: Path) -> None:
     """
     import os
 
-    from animegan_api.faces import FaceDetector
+    from animegan_api.pictures.faces import FaceDetector
 
     settings = Settings(weights_dir=shared / "models", warmup_side=32, rate_limit_enabled=False)
     detector = FaceDetector()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from animegan_api.config import Settings
-from animegan_api.registry import build_registry
+from animegan_api.runtime.registry import build_registry
 from conftest import picture_bytes, save_random_generator, upload
 
 

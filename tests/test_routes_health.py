@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from animegan_api.config import Settings
-from animegan_api.errors import SHUTTING_DOWN
+from animegan_api.http.errors import SHUTTING_DOWN
 from conftest import AppClient, expect_error, picture_bytes, upload
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from animegan_api import precision
 from animegan_api.config import Settings
+from animegan_api.runtime import precision
 from conftest import picture_bytes, save_random_generator
 
 

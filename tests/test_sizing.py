@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from animegan_api.imaging import Plan
-from animegan_api.memory import LinearCost
-from animegan_api.model import Generator
-from animegan_api.predictors import LoadedStyle
-from animegan_api.sizing import FALLBACK, largest_square_side, memory_need, time_limit_side
-from animegan_api.strip_memory import StripCost
-from animegan_api.tiling import StripForward
-from animegan_api.weights import StyleSpec
+from animegan_api.pictures.imaging import Plan
+from animegan_api.runtime.memory import LinearCost
+from animegan_api.runtime.model import Generator
+from animegan_api.runtime.predictors import LoadedStyle
+from animegan_api.runtime.strip_memory import StripCost
+from animegan_api.runtime.tiling import StripForward
+from animegan_api.runtime.weights import StyleSpec
+from animegan_api.serving.sizing import FALLBACK, largest_square_side, memory_need, time_limit_side
 
 
 def _style(cost: LinearCost | StripCost | None, multiple: int = 4) -> LoadedStyle:

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from animegan_api.speed import SpeedEstimates, elements
+from animegan_api.serving.speed import SpeedEstimates, elements
 
 
 def _nap(batch: np.ndarray) -> np.ndarray:

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from animegan_api import imaging
-from animegan_api.model import Generator
-from animegan_api.precision import psnr
-from animegan_api.predictors import TorchPredictor
-from animegan_api.tiling import StripForward
-from animegan_api.weights import load_generator, read_spec
+from animegan_api.pictures import imaging
+from animegan_api.runtime.model import Generator
+from animegan_api.runtime.precision import psnr
+from animegan_api.runtime.predictors import TorchPredictor
+from animegan_api.runtime.tiling import StripForward
+from animegan_api.runtime.weights import load_generator, read_spec
 
 
 def _both(generator: Generator, x: torch.Tensor, strip_pixels: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from animegan_api.model import Generator
-from animegan_api.pull import PullError, packaged_manifest, pull, read_manifest
-from animegan_api.weights import (
+from animegan_api.runtime.model import Generator
+from animegan_api.runtime.pull import PullError, packaged_manifest, pull, read_manifest
+from animegan_api.runtime.weights import (
     StyleSpec,
     WeightsError,
     discover,

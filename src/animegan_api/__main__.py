@@ -1,3 +1,3 @@
-from .cli import main
+from animegan_api.cli import main
 
 raise SystemExit(main())

@@ -1,0 +1,302 @@
+"""The AnimeGANv2 forward in row strips: the same picture as the whole-picture forward, in bounded memory.
+
+Every ``GroupNorm(1, C)`` needs statistics over the whole picture, so the
+network runs one convolution at a time, each computed strip by strip. A strip
+reads the rows its kernel needs, reflection-padded only at the true picture
+border, with bilinear upsampling computed in global coordinates. Its raw
+output is kept as it is, while each strip's count, mean and sum of squared
+deviations are merged in float64 with Chan's formula. The norm, its affine
+and the LeakyReLU never get a pass of their own: they are applied as the
+next convolution reads its window, in the same copy that builds the window.
+
+What stays alive is the raw output of one convolution and the input of the
+next, plus one window, instead of every activation the whole-picture forward
+holds at once (its upsampled input, each reflection pad's copy, each norm's
+copy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from animegan_api.runtime.model import ConvNormLReLU, Generator, InvertedResBlock, Upsample
+
+NEGATIVE_SLOPE = 0.2
+CHANNELS_LAST = torch.channels_last
+
+
+@dataclass
+class Stored:
+    """An activation kept as row strips, and the per-sample affine and LeakyReLU not yet applied to it."""
+
+    strips: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    scale: torch.Tensor | None = None
+    shift: torch.Tensor | None = None
+    act: bool = False
+
+    @property
+    def height(self) -> int:
+        start, last = self.strips[-1]
+        return start + int(last.shape[2])
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        n, c, _, w = self.strips[0][1].shape
+        return int(n), int(c), self.height, int(w)
+
+    def read_into(self, out: torch.Tensor, start: int) -> None:
+        """Fill ``out`` with rows ``start:start + out.shape[2]``, everything pending applied."""
+        stop = start + int(out.shape[2])
+        for first, strip in self.strips:
+            low, high = max(start, first), min(stop, first + int(strip.shape[2]))
+            if low >= high:
+                continue
+            part, dst = strip[:, :, low - first : high - first], out[:, :, low - start : high - start]
+            if self.scale is None or self.shift is None:
+                dst.copy_(part)
+            else:
+                torch.addcmul(self.shift, part, self.scale, out=dst)
+        if self.act:
+            F.leaky_relu_(out, NEGATIVE_SLOPE)
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        n, c, _, w = self.shape
+        out = torch.empty((n, c, stop - start, w), dtype=self.strips[0][1].dtype, memory_format=CHANNELS_LAST)
+        self.read_into(out, start)
+        return out
+
+
+@dataclass(frozen=True)
+class ConvStep:
+    """One convolution with its reflection pad (left, right, top, bottom) and the norm after it."""
+
+    conv: nn.Conv2d
+    pad: tuple[int, int, int, int]
+    norm: nn.GroupNorm | None
+    act: bool
+
+    @classmethod
+    def of(cls, layer: nn.Module) -> ConvStep:
+        assert isinstance(layer, ConvNormLReLU)
+        pad_module, conv, norm, _ = layer
+        assert isinstance(pad_module, nn.ReflectionPad2d) and isinstance(conv, nn.Conv2d)
+        assert isinstance(norm, nn.GroupNorm)
+        left, right, top, bottom = pad_module.padding
+        return cls(conv, (left, right, top, bottom), norm, act=True)
+
+    @classmethod
+    def plain(cls, conv: nn.Module, norm: nn.Module | None = None) -> ConvStep:
+        """A 1x1 convolution with no pad, its norm (if any) and no activation."""
+        assert isinstance(conv, nn.Conv2d) and (norm is None or isinstance(norm, nn.GroupNorm))
+        return cls(conv, (0, 0, 0, 0), norm, act=False)
+
+
+class StripForward:
+    """Runs a :class:`~animegan_api.runtime.model.Generator` strip by strip; a drop-in for its ``forward``.
+
+    ``strip_pixels`` is the size of one strip's output: larger strips mean
+    fewer halo rows read twice, smaller ones a smaller window.
+    """
+
+    def __init__(self, generator: Generator, strip_pixels: int = 1 << 18) -> None:
+        self.generator = generator
+        self.upsample: Upsample = generator.upsample
+        self.strip_pixels = strip_pixels
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.generator
+        height, width = int(x.shape[2]), int(x.shape[3])
+        out = Stored([(0, x.contiguous(memory_format=CHANNELS_LAST))])
+        for layer in g.block_a:
+            out = self._conv(out, ConvStep.of(layer))
+        half = out.shape[2:]
+        for layer in g.block_b:
+            out = self._conv(out, ConvStep.of(layer))
+        for layer in g.block_c:
+            out = (
+                self._block(out, layer) if isinstance(layer, InvertedResBlock) else self._conv(out, ConvStep.of(layer))
+            )
+        for index, layer in enumerate(g.block_d):
+            out = self._conv(out, ConvStep.of(layer), resize_to=half if index == 0 else None)
+        for index, layer in enumerate(g.block_e):
+            out = self._conv(out, ConvStep.of(layer), resize_to=(height, width) if index == 0 else None)
+        final = self._conv(out, ConvStep.plain(g.out_layer[0]))
+        del out
+        return torch.tanh_(torch.cat([strip for _, strip in final.strips], dim=2))
+
+    def _block(self, x: Stored, block: InvertedResBlock) -> Stored:
+        expand, depthwise, project, norm = block.layers
+        h = self._conv(x, ConvStep.of(expand))
+        h = self._conv(h, ConvStep.of(depthwise))
+        out = self._conv(h, ConvStep.plain(project, norm))
+        del h
+        if not block.use_res_connect:
+            return out
+        for start, strip in out.strips:  # settle the norm in place and add the block's input
+            if out.scale is not None and out.shift is not None:
+                strip.mul_(out.scale).add_(out.shift)
+            strip.add_(x.rows(start, start + int(strip.shape[2])))
+        return Stored(out.strips)
+
+    def _conv(self, src: Stored, step: ConvStep, resize_to: tuple[int, int] | None = None) -> Stored:
+        """One convolution over the whole picture, strip by strip, with the statistics of its norm."""
+        conv = step.conv
+        (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+        left, right, top, bottom = step.pad
+        n, _, in_h, in_w = src.shape
+        if resize_to is not None:
+            in_h, in_w = resize_to
+        out_h, out_w = (in_h + top + bottom - kh) // sh + 1, (in_w + left + right - kw) // sw + 1
+        rows = max(8, self.strip_pixels // out_w)
+        out, stats = Stored(act=step.act), _Moments(n)
+        for start in range(0, out_h, rows):
+            stop = min(start + rows, out_h)
+            first, last = start * sh - top, (stop - 1) * sh + kh - top  # input rows [first, last), pad included
+            window = self._window(src, (first, last), (in_h, in_w), (left, right), resize_to)
+            result = F.conv2d(window, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+            del window
+            if step.norm is not None:
+                stats.add(result)
+            out.strips.append((start, result))
+        if step.norm is not None:
+            out.scale, out.shift = stats.affine(step.norm)
+        return out
+
+    def _window(
+        self,
+        src: Stored,
+        span: tuple[int, int],
+        size: tuple[int, int],
+        sides: tuple[int, int],
+        resize_to: tuple[int, int] | None,
+    ) -> torch.Tensor:
+        """Input rows ``span`` of a convolution, reflected at the picture's border, pending ops applied."""
+        first, last = span
+        in_h, in_w = size
+        left, right = sides
+        top, bottom = max(0, -first), max(0, last - in_h)
+        n, c = src.shape[:2]
+        shape = (n, c, last - first, in_w + left + right)
+        window = torch.empty(shape, dtype=src.strips[0][1].dtype, memory_format=CHANNELS_LAST)
+        inner = window[:, :, top : last - first - bottom, left : left + in_w]
+        if resize_to is None:
+            src.read_into(inner, max(first, 0))
+        else:
+            inner.copy_(self._upsampled(src, max(first, 0), min(last, in_h), resize_to))
+        _reflect(window, (left, right, top, bottom))
+        return window
+
+    def _upsampled(self, src: Stored, first: int, last: int, size: tuple[int, int]) -> torch.Tensor:
+        """Rows ``first:last`` of the source resized to ``size``, sampled where the whole resize would sample."""
+        _, _, src_h, src_w = src.shape
+        if self.upsample == "tf_legacy" and size == (2 * src_h, 2 * src_w):
+            return _doubled_rows(src, first, last)
+        lo, hi, frac = _sampling(torch.arange(first, last), src_h, size[0], self.upsample)
+        base = int(lo.min())
+        part = src.rows(base, int(hi.max()) + 1).contiguous()  # NCHW: whole rows are gathered as blocks
+        rows = _blend(part, 2, lo - base, hi - base, frac)
+        del part
+        if self.upsample == "align_corners":
+            return F.interpolate(rows, (rows.shape[2], size[1]), mode="bilinear", align_corners=True)
+        lo, hi, frac = _sampling(torch.arange(size[1]), src_w, size[1], self.upsample)
+        return _blend(rows.contiguous(memory_format=CHANNELS_LAST), 3, lo, hi, frac)
+
+
+def _doubled_rows(src: Stored, first: int, last: int) -> torch.Tensor:
+    """Rows ``first:last`` of TF1's exact 2x bilinear resize, where output row i samples source row i / 2.
+
+    As :func:`~animegan_api.runtime.model.tf_legacy_resize` does it for the whole
+    picture: an align-corners resize to 2n + 1 samples, over the source rows
+    this strip needs plus the next real row, or a replicated one at the
+    picture's bottom edge (and always at its right edge).
+    """
+    _, _, src_h, src_w = src.shape
+    base, end = first // 2, min((last - 1) // 2 + 2, src_h)
+    part = src.rows(base, end)
+    part = F.pad(part, (0, 1, 0, 1 if end == src_h else 0), mode="replicate")
+    rows = int(part.shape[2])
+    doubled = F.interpolate(part, (2 * rows - 1, 2 * src_w + 1), mode="bilinear", align_corners=True)
+    return doubled[:, :, first - 2 * base : last - 2 * base, : 2 * src_w]
+
+
+def _reflect(window: torch.Tensor, pad: tuple[int, int, int, int]) -> None:
+    """Fill the border rows and columns of ``window`` by reflecting its interior, as ReflectionPad2d would."""
+    left, right, top, bottom = pad
+    height, width = int(window.shape[2]), int(window.shape[3])
+    for k in range(1, top + 1):
+        window[:, :, top - k, left : width - right].copy_(window[:, :, top + k, left : width - right])
+    for k in range(1, bottom + 1):
+        row = height - bottom - 1
+        window[:, :, row + k, left : width - right].copy_(window[:, :, row - k, left : width - right])
+    for k in range(1, left + 1):
+        window[:, :, :, left - k].copy_(window[:, :, :, left + k])
+    for k in range(1, right + 1):
+        column = width - right - 1
+        window[:, :, :, column + k].copy_(window[:, :, :, column - k])
+
+
+class _Moments:
+    """Per-sample count, mean and sum of squared deviations, merged strip by strip in float64 (Chan et al.)."""
+
+    def __init__(self, batch: int) -> None:
+        self.count = 0
+        self.mean = torch.zeros(batch, dtype=torch.float64)
+        self.m2 = torch.zeros(batch, dtype=torch.float64)
+
+    def add(self, part: torch.Tensor) -> None:
+        flat = part.permute(0, 2, 3, 1).reshape(part.shape[0], -1)  # a view when channels_last
+        n = int(flat.shape[1])
+        mean, m2 = self._moments(flat)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * (n / total)
+        self.m2 += m2 + delta.square() * (self.count * n / total)
+        self.count = total
+
+    @staticmethod
+    def _moments(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's mean and sum of squared deviations.
+
+        A sum and a dot product run about seven times faster than Welford's
+        ``var_mean`` here; where the mean dwarfs the spread (cancellation would
+        eat the precision) that row takes the exact path instead.
+        """
+        n = int(flat.shape[1])
+        sums = flat.sum(dim=1).double()
+        squares = torch.stack([torch.dot(row, row) for row in flat]).double()
+        mean = sums / n
+        m2 = squares - sums * mean
+        for i in torch.nonzero(mean.square() * n > 64 * m2).flatten().tolist():
+            var, exact = torch.var_mean(flat[i], correction=0)
+            mean[i], m2[i] = float(exact), float(var) * n
+        return mean, m2
+
+    def affine(self, norm: nn.GroupNorm) -> tuple[torch.Tensor, torch.Tensor]:
+        """The norm as ``x * scale + shift`` per sample and channel, shaped to broadcast over NCHW."""
+        rstd = torch.rsqrt(self.m2 / self.count + norm.eps)
+        scale = rstd[:, None] * norm.weight.double()[None, :]
+        shift = norm.bias.double()[None, :] - self.mean[:, None] * scale
+        return scale.float()[:, :, None, None], shift.float()[:, :, None, None]
+
+
+def _sampling(index: torch.Tensor, in_size: int, out_size: int, mode: Upsample) -> tuple[torch.Tensor, ...]:
+    """For output positions ``index``: the two source positions and the weight of the second."""
+    if mode == "tf_legacy":
+        position = index.double() * (in_size / out_size)
+    else:
+        position = index.double() * ((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0)
+    lo = position.floor().long().clamp_(max=in_size - 1)
+    hi = (lo + 1).clamp_(max=in_size - 1)
+    return lo, hi, (position - lo.double()).float()
+
+
+def _blend(x: torch.Tensor, dim: int, lo: torch.Tensor, hi: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    weight = frac.view(shape)
+    low = x.index_select(dim, lo)
+    return low.add_(x.index_select(dim, hi).sub_(low).mul_(weight))

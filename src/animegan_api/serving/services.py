@@ -1,0 +1,118 @@
+"""The app's services as one typed object: created in the lifespan, torn down on shutdown.
+
+Routes and middleware reach everything through it (``app.state.services``),
+so there is one place that says what a running service holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from animegan_api.config import Settings
+from animegan_api.pictures.faces import FaceDetector
+from animegan_api.runtime.memory import MiB, container_limit, default_budget, give_back, resident_bytes
+from animegan_api.runtime.precision import check_batches
+from animegan_api.runtime.registry import StyleRegistry, build_registry
+from animegan_api.serving.avatars import Avatars
+from animegan_api.serving.budget import Budget
+from animegan_api.serving.cache import ResultCache
+from animegan_api.serving.engine import InferenceEngine
+from animegan_api.serving.metrics import Metrics
+from animegan_api.serving.pipeline import ImagePool, Pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    metrics: Metrics
+    registry: StyleRegistry
+    engine: InferenceEngine
+    images: ImagePool
+    cache: ResultCache
+    pipeline: Pipeline
+    avatars: Avatars
+    draining: bool = False
+    closed: bool = False
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @classmethod
+    async def start(cls, settings: Settings, metrics: Metrics) -> Services:
+        """Load and warm the models (off the event loop), then build the engine, pools and cache around them."""
+        registry = await asyncio.to_thread(load_registry, settings, metrics)
+        detector = await asyncio.to_thread(FaceDetector, settings.face_detect_side)
+        if not registry.ready:
+            log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
+        engine = InferenceEngine(
+            settings.workers,
+            settings.max_queue,
+            settings.request_timeout_s,
+            max_batch=settings.max_batch,
+            max_batch_wait_ms=settings.max_batch_wait_ms,
+            inference_nice=settings.inference_nice,
+            budget=_budget(settings),
+        )
+        images = ImagePool(settings.image_threads)
+        cache = ResultCache(settings.cache_max_bytes)
+        metrics.watch_engine(engine, cache)
+        pipeline = Pipeline(engine, images, cache, metrics, settings.max_pixels)
+        avatars = Avatars(pipeline, detector, settings.avatar_max_faces)
+        return cls(settings, metrics, registry, engine, images, cache, pipeline, avatars)
+
+    @property
+    def ready(self) -> bool:
+        return not self.closed and self.registry.ready
+
+    async def reload(self) -> StyleRegistry:
+        """Rescan the weights folder and swap the registry in one assignment.
+
+        Requests already running keep the model they resolved; new ones see the
+        new registry. Overlapping reloads queue behind one another.
+        """
+        async with self._reload_lock:
+            self.registry = await asyncio.to_thread(load_registry, self.settings, self.metrics)
+            self.cache.clear()
+            if (budget := self.engine.budget) is not None:  # models resident now, running requests hold the rest
+                give_back()
+                budget.baseline = max(0, resident_bytes() - budget.reserved) + self.settings.cache_max_bytes
+        log.info("styles reloaded: %s", self.registry.names)
+        return self.registry
+
+    def close(self) -> None:
+        self.closed = True
+        self.engine.shutdown()
+        self.images.shutdown()
+
+
+def _budget(settings: Settings) -> Budget | None:
+    """The memory budget over its baseline, or None when it is off.
+
+    The baseline is what is resident now (the loaded models) plus what the
+    result cache may come to hold: both stay, whatever requests come.
+    """
+    if settings.memory_budget_mb == 0:
+        return None
+    total = settings.memory_budget_mb * MiB if settings.memory_budget_mb else default_budget(container_limit())
+    give_back()
+    budget = Budget(total, resident_bytes() + settings.cache_max_bytes)
+    log.info("memory budget %d MiB, %d MiB resident with the models loaded", total // MiB, budget.baseline // MiB)
+    return budget
+
+
+def load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
+    return build_registry(
+        settings.weights_dir,
+        backend=settings.backend,
+        default_style=settings.default_style,
+        threads=settings.threads,
+        warmup_side=settings.warmup_side,
+        lazy=settings.load_mode == "lazy",
+        max_loaded=settings.max_loaded_models,
+        precision=settings.precision,
+        check_batches=check_batches(settings.precision_check_dir) if settings.precision != "fp32" else None,
+        measure_memory=settings.memory_budget_mb != 0,
+        on_load=lambda name, seconds: metrics.model_load.labels(name).set(seconds),
+    )

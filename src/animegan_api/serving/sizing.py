@@ -1,0 +1,84 @@
+"""What one request will cost before it decodes: bytes of memory and seconds of model time.
+
+Read from the upload's header (:func:`imaging.plan`), the style's working
+memory and its learned speed, so a request that can never fit is refused at
+once, with the largest ``max_side`` that would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from animegan_api.pictures import imaging
+from animegan_api.runtime.memory import Cost, LinearCost
+from animegan_api.runtime.predictors import LoadedStyle
+
+# Where a style's memory could not be measured (no peak counter): about 1.2x the worst measured, the
+# AnimeGANv2 ONNX graph's 2 KB a pixel at 1024 and 2048 px.
+FALLBACK = LinearCost(fixed=64 * 1024 * 1024, per_pixel=2500.0)
+_LARGEST_SIDE = 1 << 14
+
+
+@dataclass(frozen=True)
+class Need:
+    """A request's predicted bytes, and the same request's bytes at any other ``max_side``."""
+
+    nbytes: int
+    at_side: Callable[[int], int]
+    multiple: int
+
+    def largest_side(self, allowance: int) -> int:
+        """The largest ``max_side`` (a multiple of the size rule) whose request fits ``allowance`` bytes; 0 if none."""
+        low, high = 0, _LARGEST_SIDE // self.multiple  # in multiples; at_side grows with the side
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.at_side(middle * self.multiple) <= allowance:
+                low = middle
+            else:
+                high = middle - 1
+        return low * self.multiple
+
+
+def memory_need(styles: list[LoadedStyle], plan: imaging.Plan, keep_size: bool) -> Need:
+    """Bytes for the pictures plus the most demanding style's forward (a comparison runs them one by one)."""
+    costs: list[Cost] = [style.cost or FALLBACK for style in styles]
+    multiple = max(style.size_multiple for style in styles)
+    original = plan.original[0] * plan.original[1]
+
+    def at(processed: tuple[int, int]) -> int:
+        width, height = processed
+        forward = max(cost.forward_bytes(width, height) for cost in costs)
+        return forward + picture_bytes(plan.decoded_pixels, width * height, original if keep_size else width * height)
+
+    def at_side(side: int) -> int:
+        return at(imaging.plan_size(*plan.original, max_side=side, multiple=multiple))
+
+    return Need(at(plan.processed), at_side, multiple)
+
+
+def largest_square_side(styles: list[LoadedStyle], allowance: int, limit: int) -> int:
+    """The largest ``max_side`` a square upload (no JPEG shortcut) can be given within ``allowance``."""
+    square = imaging.Plan((limit, limit), (limit, limit), limit * limit)
+    return min(memory_need(styles, square, keep_size=False).largest_side(allowance), limit)
+
+
+def time_limit_side(seconds_per_element: float, timeout_s: float, plan: imaging.Plan, multiple: int) -> int | None:
+    """The largest ``max_side`` whose forward alone fits the deadline, or None when this one does."""
+    width, height = plan.processed
+    if seconds_per_element <= 0 or seconds_per_element * 3 * width * height <= timeout_s:
+        return None
+    area = timeout_s / (seconds_per_element * 3)
+    aspect = min(width, height) / max(width, height)
+    return int(math.sqrt(area / aspect)) // multiple * multiple
+
+
+def picture_bytes(decoded_pixels: int, processed_pixels: int, output_pixels: int) -> int:
+    """Bytes the pictures of one request hold around its forward.
+
+    The decoded upload (up to 4 bytes a pixel, with its RGB copy), the float32
+    input and output batches (12 bytes a pixel each), the output picture, its
+    resize to the original size, and the encoded answer.
+    """
+    return 7 * decoded_pixels + 27 * processed_pixels + 10 * output_pixels
