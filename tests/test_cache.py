@@ -4,7 +4,7 @@ from animegan_api.serving.cache import CachedResult, ResultCache, cache_key
 
 
 def _result(size: int, style: str = "s") -> CachedResult:
-    return CachedResult(b"x" * size, "image/png", style)
+    return CachedResult(b"x" * size, "image/png", (style,))
 
 
 def test_hits_return_what_was_stored() -> None:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from animegan_api.pictures.faces import Face
-from animegan_api.pictures.framing import HAIR_SHIFT, MAX_ROLL, Frame, cut, frame
+from animegan_api.pictures.framing import HAIR_SHIFT, MAX_ROLL, Frame, centre_square, cut, frame
 
 
 def test_frame_is_sized_by_the_margin_and_sits_above_the_face() -> None:
@@ -60,3 +60,11 @@ def test_cut_turns_by_the_angle() -> None:
 def test_cut_rejects_a_square_off_the_photo() -> None:
     with pytest.raises(ValueError):
         cut(Image.new("RGB", (50, 50)), Frame((500, 500), 20, 0), 32)
+
+
+def test_a_face_style_without_a_face_takes_the_centre_square() -> None:
+    picture = Image.new("RGB", (300, 100), (0, 0, 255))
+    picture.paste((255, 0, 0), (100, 0, 200, 100))
+    square = centre_square(picture.size)
+    assert square.box() == (100, 0, 100, 100)
+    assert np.asarray(cut(picture, square, 64), dtype=int)[:, 2:-2, 2].max() < 60  # resampling blends the edge

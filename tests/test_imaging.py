@@ -144,15 +144,6 @@ def test_animated_gif_uses_the_first_frame() -> None:
     assert red > 200 and blue < 50
 
 
-def test_face_crop_takes_the_centre_square() -> None:
-    image = Image.new("RGB", (300, 100), (0, 0, 255))
-    image.paste((255, 0, 0), (100, 0, 200, 100))
-    prepared = imaging.prepare(_save(image, "PNG"), max_pixels=10**6, max_side=64, multiple=4, face_crop=True)
-    assert prepared.rgb.size == (64, 64)
-    assert prepared.original_size == (100, 100)
-    assert np.asarray(prepared.rgb, dtype=int)[:, :, 2].max() < 60
-
-
 def test_too_many_pixels_is_refused_before_decoding() -> None:
     with pytest.raises(imaging.ImageTooLarge, match="limit"):
         imaging.prepare(picture_bytes((100, 100), "PNG"), max_pixels=9_999, max_side=512)

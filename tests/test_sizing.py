@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from animegan_api.pictures.imaging import Plan
+from animegan_api.pictures.imaging import Sizes
 from animegan_api.runtime.memory import LinearCost
 from animegan_api.runtime.model import Generator
 from animegan_api.runtime.predictors import LoadedStyle
@@ -17,18 +17,18 @@ def _style(cost: LinearCost | StripCost | None, multiple: int = 4) -> LoadedStyl
     return LoadedStyle(spec, Path("s.pt"), predictor=lambda b: b, parameters=None, memory_bytes=0, load_s=0, cost=cost)
 
 
-def _plan(width: int, height: int) -> Plan:
-    return Plan(original=(width * 2, height * 2), processed=(width, height), decoded_pixels=width * height * 4)
+def _sizes(width: int, height: int) -> Sizes:
+    return Sizes(original=(width * 2, height * 2), processed=(width, height), decoded_pixels=width * height * 4)
 
 
 def test_a_need_is_the_forward_plus_the_pictures() -> None:
-    need = memory_need([_style(LinearCost(1000, 100.0))], _plan(100, 50), keep_size=False)
+    need = memory_need([_style(LinearCost(1000, 100.0))], _sizes(100, 50), keep_size=False)
     pixels = 100 * 50
     assert need.nbytes == 1000 + 100 * pixels + 7 * 4 * pixels + 27 * pixels + 10 * pixels
 
 
 def test_the_largest_side_fits_and_one_step_more_does_not() -> None:
-    need = memory_need([_style(LinearCost(5_000_000, 900.0))], _plan(1600, 900), keep_size=False)
+    need = memory_need([_style(LinearCost(5_000_000, 900.0))], _sizes(1600, 900), keep_size=False)
     allowance = 400_000_000
     side = need.largest_side(allowance)
     assert side > 0 and side % 4 == 0
@@ -44,12 +44,12 @@ def test_the_strip_forward_is_costed_from_its_shapes() -> None:
 
 def test_a_comparison_needs_its_most_demanding_style() -> None:
     small, large = _style(LinearCost(0, 100.0)), _style(LinearCost(0, 900.0))
-    both = memory_need([small, large], _plan(64, 64), keep_size=False)
-    assert both.nbytes == memory_need([large], _plan(64, 64), keep_size=False).nbytes
+    both = memory_need([small, large], _sizes(64, 64), keep_size=False)
+    assert both.nbytes == memory_need([large], _sizes(64, 64), keep_size=False).nbytes
 
 
 def test_an_unmeasured_style_is_costed_on_the_safe_side() -> None:
-    assert memory_need([_style(None)], _plan(64, 64), False).nbytes >= FALLBACK.forward_bytes(64, 64)
+    assert memory_need([_style(None)], _sizes(64, 64), False).nbytes >= FALLBACK.forward_bytes(64, 64)
 
 
 def test_a_square_side_is_bounded_by_the_setting() -> None:
@@ -59,7 +59,7 @@ def test_a_square_side_is_bounded_by_the_setting() -> None:
 
 
 def test_a_forward_longer_than_the_deadline_names_the_size_that_finishes() -> None:
-    assert time_limit_side(0.0, 30, _plan(512, 512), 4) is None  # not learned yet: nothing to refuse
-    assert time_limit_side(1e-6, 30, _plan(512, 512), 4) is None  # 0.8 s
-    side = time_limit_side(1e-5, 30, _plan(2048, 2048), 4)  # 126 s
+    assert time_limit_side(0.0, 30, (512, 512), 4) is None  # not learned yet: nothing to refuse
+    assert time_limit_side(1e-6, 30, (512, 512), 4) is None  # 0.8 s
+    side = time_limit_side(1e-5, 30, (2048, 2048), 4)  # 126 s
     assert side is not None and 1e-5 * 3 * side * side <= 30 < 1e-5 * 3 * (side + 4) ** 2

@@ -12,7 +12,7 @@ import os
 import platform
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from animegan_api.config import Settings
 
 if TYPE_CHECKING:
     from animegan_api.runtime.predictors import LoadedStyle
-    from animegan_api.serving.pipeline import Options
+    from animegan_api.serving.plans import Plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     styles.add_argument("--json", action="store_true", help="print JSON instead of a table")
     styles.set_defaults(command=_styles)
 
-    convert = sub.add_parser("convert", help="convert files and folders offline, with the service's pipeline")
+    convert = sub.add_parser("convert", help="convert files and folders offline: the plans and runner the service uses")
     convert.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     convert.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     convert.add_argument("--style")
@@ -186,9 +186,10 @@ def _styles(args: argparse.Namespace) -> int:
 
 def _convert(args: argparse.Namespace) -> int:
     from animegan_api.cli.convert import convert_files
+    from animegan_api.pictures.faces import FaceDetector
     from animegan_api.runtime.registry import build_registry
     from animegan_api.runtime.weights import WeightsError
-    from animegan_api.serving.pipeline import Options
+    from animegan_api.serving.runner import Runner
 
     settings = _settings(args, "weights_dir", "backend", "threads")
     registry = build_registry(settings.weights_dir, backend=settings.backend, threads=settings.threads, lazy=True)
@@ -206,14 +207,11 @@ def _convert(args: argparse.Namespace) -> int:
     except WeightsError as exc:
         return _fail(str(exc))
     assert entry.loaded is not None
-    options = Options(max_side=max_side, keep_size=args.keep_size, format=args.format, quality=args.quality)
-    make = _avatar_maker(args, entry.loaded, options, settings) if args.avatar else None
-    if args.avatar and make is None:
+    plan = _plan(args, entry.loaded, max_side)
+    if plan is None:
         return _fail("--face must be largest, all or a face index, and --margin 0..3")
-    outcome = convert_files(
-        entry.loaded, args.inputs, args.output, options,
-        max_pixels=settings.max_pixels, workers=args.workers, overwrite=args.overwrite, make=make,
-    )  # fmt: skip
+    runner = Runner(FaceDetector(settings.face_detect_side), settings.max_pixels, settings.avatar_max_faces)
+    outcome = convert_files(runner, plan, args.inputs, args.output, workers=args.workers, overwrite=args.overwrite)
     print(
         f"converted {outcome.converted}, skipped {outcome.skipped} existing, failed {len(outcome.failures)}",
         file=sys.stderr,
@@ -223,19 +221,17 @@ def _convert(args: argparse.Namespace) -> int:
     return 1 if outcome.failures else 0
 
 
-def _avatar_maker(
-    args: argparse.Namespace, style: LoadedStyle, options: Options, settings: Settings
-) -> Callable[[bytes], bytes] | None:
-    """``convert --avatar``: the service's avatar steps in the calling thread; None for bad --face/--margin."""
-    from animegan_api.pictures.faces import FaceDetector
-    from animegan_api.serving.avatars import AvatarOptions, make_offline
+def _plan(args: argparse.Namespace, style: LoadedStyle, side: int) -> Plan | None:
+    """The plan the matching route would build (``--avatar``: /v1/avatar's); None for a bad --face or --margin."""
+    from animegan_api.serving.plans import Faces, Output, avatar_plan, transform_plan
 
+    output = Output(args.format, args.quality, args.keep_size)
+    if not args.avatar:
+        return transform_plan(style, side, output)
     if not (args.face in ("largest", "all") or args.face.isdigit()) or not 0 <= args.margin <= 3:
         return None
     face = args.face if args.face in ("largest", "all") else int(args.face)
-    wanted = AvatarOptions(options.max_side, face, args.margin, options.format, options.quality, options.keep_size)
-    detector = FaceDetector(settings.face_detect_side)
-    return lambda data: make_offline(data, style, wanted, detector, settings.max_pixels, settings.avatar_max_faces)
+    return avatar_plan(style, side, Faces(face, args.margin), output)
 
 
 def _fail(message: str) -> int:

@@ -1,4 +1,4 @@
-"""Offline conversion of files and folders (``animegan-api convert``), with the service's own pipeline.
+"""Offline conversion of files and folders (``animegan-api convert``): the service's plans and runner.
 
 Every input is paired with its output before any work starts, so two inputs
 that would write the same file are reported, never raced; bad files are
@@ -7,8 +7,9 @@ reported and the rest carry on.
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from animegan_api.failures import Refusal
-from animegan_api.runtime.predictors import LoadedStyle
-from animegan_api.serving.pipeline import Options, convert
+from animegan_api.serving.plans import Plan
+from animegan_api.serving.runner import Offline, Runner
 
 OUTPUT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
@@ -30,22 +31,16 @@ class Outcome:
 
 
 def convert_files(
-    style: LoadedStyle,
+    runner: Runner,
+    plan: Plan,
     inputs: Sequence[Path],
     output: Path,
-    options: Options,
     *,
-    max_pixels: int,
     workers: int = 1,
     overwrite: bool = False,
-    make: Callable[[bytes], bytes] | None = None,
 ) -> Outcome:
-    """Convert every picture under ``inputs`` into ``output``, ``workers`` at a time, with a progress bar.
-
-    ``make`` replaces the plain conversion (``convert --avatar`` passes the avatar maker).
-    """
-    make = make or (lambda data: convert(data, style, options, max_pixels))
-    jobs, collisions = plan_outputs(list(expand(inputs)), output, OUTPUT_SUFFIXES[options.format])
+    """Run ``plan`` on every picture under ``inputs`` into ``output``, ``workers`` at a time, with a progress bar."""
+    jobs, collisions = plan_outputs(list(expand(inputs)), output, OUTPUT_SUFFIXES[plan.output.format])
     output.mkdir(parents=True, exist_ok=True)
     outcome = Outcome(failures=collisions)
 
@@ -53,7 +48,7 @@ def convert_files(
         if target.exists() and not overwrite:
             return "skipped"
         try:
-            target.write_bytes(make(source.read_bytes()))
+            target.write_bytes(convert(runner, plan, source.read_bytes()))
         except Refusal as exc:  # not a picture, too large, no face
             return f"{source}: {exc.message}"
         except OSError as exc:
@@ -62,7 +57,7 @@ def convert_files(
 
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
-        tqdm(total=len(jobs), unit="img", desc=style.spec.name, file=sys.stderr) as bar,
+        tqdm(total=len(jobs), unit="img", desc=",".join(s.spec.name for s in plan.styles), file=sys.stderr) as bar,
     ):
         for future in as_completed([pool.submit(one, *job) for job in jobs]):
             result = future.result()
@@ -74,6 +69,11 @@ def convert_files(
                 outcome.converted += 1
             bar.update()
     return outcome
+
+
+def convert(runner: Runner, plan: Plan, data: bytes) -> bytes:
+    """One file through the service's runner, in the calling thread, without admission."""
+    return asyncio.run(runner.run(plan, data, Offline())).body
 
 
 def plan_outputs(files: list[Path], outdir: Path, suffix: str) -> tuple[list[tuple[Path, Path]], list[str]]:

@@ -26,8 +26,8 @@ from animegan_api.config import Settings
 from animegan_api.http import routes
 from animegan_api.http.middleware import GuardMiddleware, ResponseHeadersMiddleware, UploadLimitMiddleware
 from animegan_api.http.observability import ObservabilityMiddleware
-from animegan_api.serving.avatars import FACE_HEADER_NAMES
 from animegan_api.serving.metrics import Metrics
+from animegan_api.serving.plans import FACE_HEADER_NAMES
 from animegan_api.serving.services import Services
 
 log = logging.getLogger(__name__)

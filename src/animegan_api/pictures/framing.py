@@ -11,15 +11,29 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageFilter
 
+from animegan_api.failures import Refusal
 from animegan_api.pictures.faces import Face
+
+__all__ = ["DEFAULT_MARGIN", "FaceChoice", "Frame", "NoFace", "centre_square", "choose", "cut", "frame"]
 
 DEFAULT_MARGIN = 0.6  # each side, in face-box sizes: side = 2.2 boxes, enough for hair and chin
 HAIR_SHIFT = 0.12  # the square's centre sits this many face-box sizes above the box's centre
 MAX_ROLL = 45.0  # larger eye-line angles come from bad landmarks, not heads
+
+
+FaceChoice = int | Literal["largest", "all"]
+
+
+class NoFace(Refusal):
+    """No face to frame: none found, or none with the index asked for."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("no_face", message)
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,28 @@ def frame(face: Face, margin: float = DEFAULT_MARGIN, level: bool = True) -> Fra
     centre = (left + width / 2, top + height / 2 - HAIR_SHIFT * size)
     angle = max(-MAX_ROLL, min(MAX_ROLL, face.roll)) if level else 0.0
     return Frame(centre, size * (1 + 2 * margin), angle)
+
+
+def choose(faces: list[Face], wanted: FaceChoice, max_faces: int) -> list[int]:
+    """Indexes (reading order) of the faces to frame; :class:`NoFace` when there is none to pick."""
+    if not faces:
+        raise NoFace(
+            "no face found in the picture: avatars need a face turned less than about 30 degrees from the camera, "
+            "at least about 1/8 of the picture's longest side"
+        )
+    if wanted == "all":
+        return list(range(min(len(faces), max_faces)))
+    if wanted == "largest":
+        return [max(range(len(faces)), key=lambda index: faces[index].area)]
+    if wanted >= len(faces):
+        raise NoFace(f"face {wanted} was asked for, but only {len(faces)} found (0 to {len(faces) - 1})")
+    return [wanted]
+
+
+def centre_square(size: tuple[int, int]) -> Frame:
+    """The largest centred square: how a face style frames a picture in which no face was found."""
+    width, height = size
+    return Frame((width / 2, height / 2), float(min(width, height)), 0.0)
 
 
 def cut(picture: Image.Image, square: Frame, side: int) -> Image.Image:

@@ -8,6 +8,7 @@ the header before any pixel is decoded, and reports every failure as an
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import warnings
@@ -79,18 +80,14 @@ def plan_size(width: int, height: int, max_side: int, multiple: int) -> tuple[in
     return fit(width), fit(height)
 
 
-def prepare(
-    data: bytes,
-    *,
-    max_pixels: int,
-    max_side: int,
-    multiple: int = 1,
-    face_crop: bool = False,
-) -> Prepared:
-    """Decode ``data`` into an RGB picture at processing size (and its alpha, if any)."""
+def decode(data: bytes, *, max_pixels: int, scale: float = 1.0) -> Prepared:
+    """Decode ``data`` upright (and its alpha, if any), at no less than ``scale`` of its full size.
+
+    JPEG decoders shrink by 1/2, 1/4 or 1/8 while decoding; a request that
+    needs a small picture never holds the full-size one.
+    """
     image = _open(data, max_pixels)
-    source_format = image.format or "unknown"
-    oriented, crop_side, target, scale = _geometry(image, max_side, multiple, face_crop)
+    oriented, source_format = _oriented_size(image), image.format or "unknown"
     _draft(image, scale)
     try:
         image.load()
@@ -100,33 +97,47 @@ def prepare(
         raise
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         raise CorruptImage(f"the picture data is truncated or corrupt ({_short(exc)})") from exc
-    if crop_side:
-        rgb, alpha = _centre_square(rgb), (_centre_square(alpha) if alpha else None)
-        oriented = rgb.size
-    return Prepared(_resize(rgb, target), alpha, oriented, source_format)
+    return Prepared(rgb, alpha, oriented, source_format)
+
+
+def fit(source: Prepared, size: tuple[int, int]) -> Prepared:
+    """The decoded picture at processing ``size``; its alpha is fitted to the output later, by :func:`finish`."""
+    return dataclasses.replace(source, rgb=_resize(source.rgb, size))
+
+
+def prepare(data: bytes, *, max_pixels: int, max_side: int, multiple: int = 1) -> Prepared:
+    """Decode ``data`` into an RGB picture at processing size (and its alpha, if any)."""
+    planned = sizes(data, max_pixels=max_pixels, max_side=max_side, multiple=multiple)
+    return fit(decode(data, max_pixels=max_pixels, scale=planned.scale), planned.processed)
 
 
 @dataclass(frozen=True)
-class Plan:
+class Sizes:
     """What decoding an upload will produce, read from its header alone: the sizes its memory follows."""
 
     original: tuple[int, int]
     processed: tuple[int, int]
     decoded_pixels: int
 
+    @property
+    def scale(self) -> float:
+        """How far the processed picture is shrunk from the original: what the decoder may skip."""
+        return max(self.processed[0] / self.original[0], self.processed[1] / self.original[1])
 
-def plan(data: bytes, *, max_pixels: int, max_side: int, multiple: int = 1, face_crop: bool = False) -> Plan:
+
+def sizes(data: bytes, *, max_pixels: int, max_side: int, multiple: int = 1) -> Sizes:
     """The sizes :func:`prepare` will produce for ``data``, without decoding a pixel."""
     image = _open(data, max_pixels)
-    oriented, crop_side, target, scale = _geometry(image, max_side, multiple, face_crop)
+    oriented = _oriented_size(image)
+    target = plan_size(*oriented, max_side, multiple)
+    scale = max(target[0] / oriented[0], target[1] / oriented[1])
     width, height = image.size
     if image.format in ("JPEG", "MPO"):  # draft decodes at 1/2, 1/4 or 1/8, never below the target
         reduction = 1
         while reduction < 8 and scale * reduction * 2 <= 1:
             reduction *= 2
         width, height = math.ceil(width / reduction), math.ceil(height / reduction)
-    original = (crop_side, crop_side) if crop_side else oriented
-    return Plan(original, target, width * height)
+    return Sizes(oriented, target, width * height)
 
 
 def to_batch(rgb: Image.Image) -> np.ndarray:
@@ -198,17 +209,6 @@ def _oriented_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)
 
 
-def _geometry(
-    image: Image.Image, max_side: int, multiple: int, face_crop: bool
-) -> tuple[tuple[int, int], int | None, tuple[int, int], float]:
-    """Upright size, face-crop side, processing size, and the scale from the one to the other (header only)."""
-    oriented = _oriented_size(image)
-    crop_side = min(oriented) if face_crop else None
-    target = plan_size(crop_side or oriented[0], crop_side or oriented[1], max_side, multiple)
-    scale = max(target[0] / (crop_side or oriented[0]), target[1] / (crop_side or oriented[1]))
-    return oriented, crop_side, target, scale
-
-
 def _draft(image: Image.Image, scale: float) -> None:
     """Let the JPEG decoder downscale by 1/2, 1/4 or 1/8 while decoding, never below the target."""
     if image.format not in ("JPEG", "MPO") or image.mode not in ("RGB", "L", "CMYK"):
@@ -238,13 +238,6 @@ def _wide_to_rgb(image: Image.Image) -> Image.Image:
         array = array / 257.0
     grey = np.clip(np.rint(array), 0, 255).astype(np.uint8)
     return Image.fromarray(grey, "L").convert("RGB")
-
-
-def _centre_square(image: Image.Image) -> Image.Image:
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    return image.crop((left, top, left + side, top + side))
 
 
 def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -20,7 +20,7 @@ class CachedResult:
 
     body: bytes
     media_type: str
-    style: str
+    styles: tuple[str, ...]
     headers: tuple[tuple[str, str], ...] = ()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from animegan_api.config import Settings
@@ -15,12 +16,13 @@ from animegan_api.pictures.faces import FaceDetector
 from animegan_api.runtime.memory import MiB, container_limit, default_budget, give_back, resident_bytes
 from animegan_api.runtime.precision import check_batches
 from animegan_api.runtime.registry import StyleRegistry, build_registry
-from animegan_api.serving.avatars import Avatars
+from animegan_api.serving.admission import Admission, ImagePool
 from animegan_api.serving.budget import Budget
 from animegan_api.serving.cache import ResultCache
 from animegan_api.serving.engine import InferenceEngine
 from animegan_api.serving.metrics import Metrics
-from animegan_api.serving.pipeline import ImagePool, Pipeline
+from animegan_api.serving.runner import Runner
+from animegan_api.serving.tickets import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,7 @@ class Services:
     engine: InferenceEngine
     images: ImagePool
     cache: ResultCache
-    pipeline: Pipeline
-    avatars: Avatars
+    runner: Runner
     draining: bool = False
     closed: bool = False
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -58,9 +59,12 @@ class Services:
         images = ImagePool(settings.image_threads)
         cache = ResultCache(settings.cache_max_bytes)
         metrics.watch_engine(engine, cache)
-        pipeline = Pipeline(engine, images, cache, metrics, settings.max_pixels)
-        avatars = Avatars(pipeline, detector, settings.avatar_max_faces)
-        return cls(settings, metrics, registry, engine, images, cache, pipeline, avatars)
+        runner = Runner(detector, settings.max_pixels, settings.avatar_max_faces, cache, metrics)
+        return cls(settings, metrics, registry, engine, images, cache, runner)
+
+    def admission(self, ticket: Ticket, client_gone: Callable[[], Awaitable[object]]) -> Admission:
+        """The gate an admitted request's plan runs through."""
+        return Admission(self.engine, self.images, self.metrics, ticket, client_gone)
 
     @property
     def ready(self) -> bool:

@@ -1,6 +1,6 @@
 """What one request will cost before it decodes: bytes of memory and seconds of model time.
 
-Read from the upload's header (:func:`imaging.plan`), the style's working
+Read from the upload's header (:func:`imaging.sizes`), the style's working
 memory and its learned speed, so a request that can never fit is refused at
 once, with the largest ``max_side`` that would.
 """
@@ -41,32 +41,34 @@ class Need:
         return low * self.multiple
 
 
-def memory_need(styles: list[LoadedStyle], plan: imaging.Plan, keep_size: bool) -> Need:
+def memory_need(styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool) -> Need:
     """Bytes for the pictures plus the most demanding style's forward (a comparison runs them one by one)."""
     costs: list[Cost] = [style.cost or FALLBACK for style in styles]
     multiple = max(style.size_multiple for style in styles)
-    original = plan.original[0] * plan.original[1]
+    original = sizes.original[0] * sizes.original[1]
 
     def at(processed: tuple[int, int]) -> int:
         width, height = processed
         forward = max(cost.forward_bytes(width, height) for cost in costs)
-        return forward + picture_bytes(plan.decoded_pixels, width * height, original if keep_size else width * height)
+        return forward + picture_bytes(sizes.decoded_pixels, width * height, original if keep_size else width * height)
 
     def at_side(side: int) -> int:
-        return at(imaging.plan_size(*plan.original, max_side=side, multiple=multiple))
+        return at(imaging.plan_size(*sizes.original, max_side=side, multiple=multiple))
 
-    return Need(at(plan.processed), at_side, multiple)
+    return Need(at(sizes.processed), at_side, multiple)
 
 
 def largest_square_side(styles: list[LoadedStyle], allowance: int, limit: int) -> int:
     """The largest ``max_side`` a square upload (no JPEG shortcut) can be given within ``allowance``."""
-    square = imaging.Plan((limit, limit), (limit, limit), limit * limit)
+    square = imaging.Sizes((limit, limit), (limit, limit), limit * limit)
     return min(memory_need(styles, square, keep_size=False).largest_side(allowance), limit)
 
 
-def time_limit_side(seconds_per_element: float, timeout_s: float, plan: imaging.Plan, multiple: int) -> int | None:
-    """The largest ``max_side`` whose forward alone fits the deadline, or None when this one does."""
-    width, height = plan.processed
+def time_limit_side(
+    seconds_per_element: float, timeout_s: float, processed: tuple[int, int], multiple: int
+) -> int | None:
+    """The largest ``max_side`` whose forward on a ``processed`` input alone fits the deadline, or None when it does."""
+    width, height = processed
     if seconds_per_element <= 0 or seconds_per_element * 3 * width * height <= timeout_s:
         return None
     area = timeout_s / (seconds_per_element * 3)

@@ -36,8 +36,8 @@ from animegan_api.http.routes.inference import (
     picture_response,
 )
 from animegan_api.http.schemas import error_or_validation_doc
-from animegan_api.pictures.framing import DEFAULT_MARGIN
-from animegan_api.serving.avatars import AvatarOptions, FaceChoice
+from animegan_api.pictures.framing import DEFAULT_MARGIN, FaceChoice
+from animegan_api.serving.plans import Faces, Output, avatar_plan
 
 router = APIRouter(tags=["inference"])
 
@@ -102,13 +102,13 @@ async def avatar(
     quality: QualityField = 90,
 ) -> Response:
     entry = resolve(registry, style)
-    options = AvatarOptions(avatar_side(size, services.settings), face_choice(face), margin, format, quality)
+    side = avatar_side(size, services.settings)
     check_upload_size(image.size, services.settings)
     loaded = await acquire(registry, entry)
     note(request, style=entry.name)
-    data = await image.read()
-    result = await services.avatars.make(ticket, loaded, data, options, lambda: client_gone(request))
-    return picture_response(request, ticket, result)
+    plan = avatar_plan(loaded, side, Faces(face_choice(face), margin), Output(format, quality))
+    gate = services.admission(ticket, lambda: client_gone(request))
+    return picture_response(request, await services.runner.run(plan, await image.read(), gate))
 
 
 def avatar_side(size: int | None, settings: Settings) -> int:

@@ -1,7 +1,8 @@
 """``POST /v1/transform`` and ``POST /v1/compare``: a photo in, anime-style pictures out.
 
-The handlers only read the form: dependencies have already checked readiness
-and taken the request's place in the engine, and the pipeline does the work.
+The handlers only read the form and build the request's plan: dependencies
+have already checked readiness and taken its place in the engine, and the
+runner does the work (:mod:`animegan_api.serving.runner`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from animegan_api.http.deps import (
 )
 from animegan_api.http.schemas import error_doc
 from animegan_api.pictures import imaging
-from animegan_api.serving.pipeline import Converted, Options
-from animegan_api.serving.tickets import Ticket
+from animegan_api.serving.plans import Output, compare_plan, transform_plan
+from animegan_api.serving.runner import Converted
 
 router = APIRouter(tags=["inference"])
 
@@ -110,12 +111,13 @@ async def transform(
     quality: QualityField = 90,
 ) -> Response:
     entry = resolve(registry, style)
-    options = Options(processed_side(max_side, services.settings), keep_size, format, quality)
+    side = processed_side(max_side, services.settings)
     check_upload_size(image.size, services.settings)
     loaded = await acquire(registry, entry)
     note(request, style=entry.name)
-    result = await services.avatars.transform(ticket, loaded, await image.read(), options, lambda: client_gone(request))
-    return picture_response(request, ticket, result)
+    plan = transform_plan(loaded, side, Output(format, quality, keep_size))
+    gate = services.admission(ticket, lambda: client_gone(request))
+    return picture_response(request, await services.runner.run(plan, await image.read(), gate))
 
 
 @router.post(
@@ -144,23 +146,21 @@ async def compare(
     quality: QualityField = 90,
 ) -> Response:
     entries = resolve_many(registry, styles, services.settings.compare_max_styles)
-    options = Options(processed_side(max_side, services.settings), format=format, quality=quality)
+    side = processed_side(max_side, services.settings)
     check_upload_size(image.size, services.settings)
     loaded = [await acquire(registry, entry) for entry in entries]
     note(request, style=",".join(entry.name for entry in entries))
-    body = await services.pipeline.compare(ticket, loaded, await image.read(), options, lambda: client_gone(request))
-    note_timing(request, ticket.queue_s, ticket.inference_s)
-    return Response(
-        body, media_type=imaging.MEDIA_TYPES[format], headers={"X-Styles": ",".join(e.name for e in entries)}
-    )
+    plan = compare_plan(loaded, side, Output(format, quality))
+    gate = services.admission(ticket, lambda: client_gone(request))
+    return picture_response(request, await services.runner.run(plan, await image.read(), gate), "X-Styles")
 
 
-def picture_response(request: Request, ticket: Ticket, result: Converted) -> Response:
+def picture_response(request: Request, result: Converted, styles_header: str = "X-Style") -> Response:
     """A converted picture with its headers, its facts noted for the access log (a cache hit ran nothing)."""
     if result.cache != "hit":
         note(request, in_size=list(result.in_size or ()), out_size=list(result.out_size or ()))
-        note_timing(request, ticket.queue_s, ticket.inference_s)
-    headers = {"Server-Timing": server_timing(result.timing), "X-Style": result.style, **result.headers}
+        note_timing(request, result.timing.get("queue", 0.0), result.timing.get("inference", 0.0))
+    headers = {"Server-Timing": server_timing(result.timing), styles_header: ",".join(result.styles), **result.headers}
     if result.cache:
         headers["X-Cache"] = result.cache
     return Response(result.body, media_type=result.media_type, headers=headers)
