@@ -8,11 +8,23 @@ checkpoints is ``weights.py``'s job.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+__all__ = [
+    "UPSAMPLE_MODES",
+    "ConvNormLReLU",
+    "Generator",
+    "InvertedResBlock",
+    "PlannedLayer",
+    "Upsample",
+    "layer_plan",
+    "tf_legacy_resize",
+]
 
 Upsample = Literal["align_corners", "tf_legacy"]
 UPSAMPLE_MODES: tuple[str, ...] = ("align_corners", "tf_legacy")
@@ -136,10 +148,40 @@ class Generator(nn.Module):
         return F.interpolate(x, size, mode="bilinear", align_corners=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block_a(x)
-        half_size = (out.shape[-2], out.shape[-1])
-        out = self.block_c(self.block_b(out))
-        out = self.block_d(self._resize(out, half_size))
-        out = self.block_e(self._resize(out, (x.shape[-2], x.shape[-1])))
-        result: torch.Tensor = self.out_layer(out)
-        return result
+        sizes = {"input": (x.shape[-2], x.shape[-1])}  # no int(): an ONNX export must keep these symbolic
+        out = x
+        for layer in layer_plan(self):
+            if layer.resize is not None:
+                out = self._resize(out, sizes[layer.resize])
+            out = layer.module(out)
+            if layer.save_size:
+                sizes["saved"] = (out.shape[-2], out.shape[-1])
+        return torch.tanh(out)
+
+
+@dataclass(frozen=True)
+class PlannedLayer:
+    """One layer in the order the generator runs it, and what happens to the sizes around it.
+
+    ``resize`` resamples the layer's input first: to the size saved earlier,
+    or back to the input picture's. ``save_size`` keeps this layer's output size.
+    """
+
+    module: nn.Module
+    resize: Literal["saved", "input"] | None = None
+    save_size: bool = False
+
+
+def layer_plan(g: Generator) -> list[PlannedLayer]:
+    """Every layer of the generator in the order it runs: the one statement of AnimeGANv2's order.
+
+    The whole-picture forward, the strip forward (:mod:`~animegan_api.runtime.tiling`)
+    and its memory count (:mod:`~animegan_api.runtime.strip_memory`) all walk it.
+    The out layer's tanh is left to the walker: it is the last step of each.
+    """
+    plan = [PlannedLayer(layer, save_size=i == len(g.block_a) - 1) for i, layer in enumerate(g.block_a)]
+    plan += [PlannedLayer(layer) for layer in (*g.block_b, *g.block_c)]
+    plan += [PlannedLayer(layer, "saved" if i == 0 else None) for i, layer in enumerate(g.block_d)]
+    plan += [PlannedLayer(layer, "input" if i == 0 else None) for i, layer in enumerate(g.block_e)]
+    plan.append(PlannedLayer(g.out_layer[0]))
+    return plan

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from animegan_api.runtime.model import InvertedResBlock
-from animegan_api.runtime.tiling import ConvStep, StripForward
+from animegan_api.runtime.model import InvertedResBlock, layer_plan
+from animegan_api.runtime.tiling import ConvStep, StripForward, block_steps, layer_step
+
+__all__ = ["StripCost", "peak_bytes"]
 
 
 @dataclass(frozen=True)
@@ -33,30 +35,21 @@ class StripCost:
 def peak_bytes(forward: StripForward, width: int, height: int) -> int:
     """The most this forward holds at once for one picture: stored activations and one strip's workspace.
 
-    Walks the same convolutions as :meth:`StripForward.__call__` with shapes only, so a
-    request's memory is known before it decodes (allocator slack not included).
+    Walks the generator's layer plan as :meth:`StripForward.__call__` does, with
+    shapes only, so a request's memory is known before it decodes (allocator
+    slack not included).
     """
-    g, peak = forward.generator, 0
-    shape = (3, height, width)
-    layers: list[tuple[ConvStep, tuple[int, int] | None]] = [(ConvStep.of(layer), None) for layer in g.block_a]
-    half = ((height + 1) // 2, (width + 1) // 2)
-    layers += [(ConvStep.of(layer), None) for layer in g.block_b]
-    for layer in g.block_c:
-        if isinstance(layer, InvertedResBlock):
-            expand, depthwise, project, norm = layer.layers
-            layers += [
-                (ConvStep.of(expand), None),
-                (ConvStep.of(depthwise), None),
-                (ConvStep.plain(project, norm), None),
-            ]
-        else:
-            layers.append((ConvStep.of(layer), None))
-    layers += [(ConvStep.of(layer), half if i == 0 else None) for i, layer in enumerate(g.block_d)]
-    layers += [(ConvStep.of(layer), (height, width) if i == 0 else None) for i, layer in enumerate(g.block_e)]
-    layers.append((ConvStep.plain(g.out_layer[0]), None))
-    for step, resize_to in layers:
-        elements, shape = _layer_elements(forward.strip_pixels, shape, step, resize_to)
-        peak = max(peak, elements)
+    sizes: dict[str, tuple[int, int]] = {"input": (height, width)}
+    shape, peak = (3, height, width), 0
+    for layer in layer_plan(forward.generator):
+        resize_to = sizes[layer.resize] if layer.resize else None
+        module = layer.module
+        steps = block_steps(module) if isinstance(module, InvertedResBlock) else (layer_step(module),)
+        for step in steps:
+            elements, shape = _layer_elements(forward.strip_pixels, shape, step, resize_to)
+            peak, resize_to = max(peak, elements), None
+        if layer.save_size:
+            sizes["saved"] = shape[1:]
     return 4 * peak
 
 
@@ -66,12 +59,10 @@ def _layer_elements(
     """Elements alive while one convolution runs (source, output so far, window), and its output's shape."""
     channels, src_h, src_w = shape
     in_h, in_w = resize_to or (src_h, src_w)
-    conv = step.conv
-    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
-    left, right, top, bottom = step.pad
-    out_h, out_w = (in_h + top + bottom - kh) // sh + 1, (in_w + left + right - kw) // sw + 1
-    rows = min(out_h, max(8, strip_pixels // out_w))
-    window = ((rows - 1) * sh + kh) * (in_w + left + right) * channels
+    left, right, _, _ = step.pad
+    out_h, out_w = step.output_size(in_h, in_w)
+    rows = min(out_h, step.strip_rows(strip_pixels, out_w))
+    window = step.window_rows(rows) * (in_w + left + right) * channels
     upsampling = 2 * window if resize_to else 0  # the source rows and their resize, before the copy in
-    alive = channels * src_h * src_w + conv.out_channels * out_h * out_w + window + upsampling
-    return alive, (conv.out_channels, out_h, out_w)
+    alive = channels * src_h * src_w + step.conv.out_channels * out_h * out_w + window + upsampling
+    return alive, (step.conv.out_channels, out_h, out_w)

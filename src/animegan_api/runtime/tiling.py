@@ -23,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from animegan_api.runtime.model import ConvNormLReLU, Generator, InvertedResBlock, Upsample
+from animegan_api.runtime.model import ConvNormLReLU, Generator, InvertedResBlock, Upsample, layer_plan
+
+__all__ = ["ConvStep", "StripForward", "block_steps", "layer_step"]
 
 NEGATIVE_SLOPE = 0.2
 CHANNELS_LAST = torch.channels_last
@@ -94,6 +96,31 @@ class ConvStep:
         assert isinstance(conv, nn.Conv2d) and (norm is None or isinstance(norm, nn.GroupNorm))
         return cls(conv, (0, 0, 0, 0), norm, act=False)
 
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The convolution's output size for an input of ``height`` x ``width`` (before its pad)."""
+        (kh, kw), (sh, sw) = self.conv.kernel_size, self.conv.stride
+        left, right, top, bottom = self.pad
+        return (height + top + bottom - kh) // sh + 1, (width + left + right - kw) // sw + 1
+
+    def strip_rows(self, strip_pixels: int, out_width: int) -> int:
+        """Output rows per strip: about ``strip_pixels`` output pixels, never fewer than 8 rows."""
+        return max(8, strip_pixels // out_width)
+
+    def window_rows(self, rows: int) -> int:
+        """Input rows (pad included) that ``rows`` output rows read."""
+        return (rows - 1) * self.conv.stride[0] + self.conv.kernel_size[0]
+
+
+def block_steps(block: InvertedResBlock) -> tuple[ConvStep, ConvStep, ConvStep]:
+    """An inverted residual block's expand, depthwise and project convolutions, each with its norm."""
+    expand, depthwise, project, norm = block.layers
+    return ConvStep.of(expand), ConvStep.of(depthwise), ConvStep.plain(project, norm)
+
+
+def layer_step(module: nn.Module) -> ConvStep:
+    """A planned layer that is one convolution: a ConvNormLReLU, or the out layer's bare 1x1 convolution."""
+    return ConvStep.of(module) if isinstance(module, ConvNormLReLU) else ConvStep.plain(module)
+
 
 class StripForward:
     """Runs a :class:`~animegan_api.runtime.model.Generator` strip by strip; a drop-in for its ``forward``.
@@ -108,31 +135,23 @@ class StripForward:
         self.strip_pixels = strip_pixels
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.generator
-        height, width = int(x.shape[2]), int(x.shape[3])
+        sizes = {"input": (int(x.shape[2]), int(x.shape[3]))}
         out = Stored([(0, x.contiguous(memory_format=CHANNELS_LAST))])
-        for layer in g.block_a:
-            out = self._conv(out, ConvStep.of(layer))
-        half = out.shape[2:]
-        for layer in g.block_b:
-            out = self._conv(out, ConvStep.of(layer))
-        for layer in g.block_c:
-            out = (
-                self._block(out, layer) if isinstance(layer, InvertedResBlock) else self._conv(out, ConvStep.of(layer))
-            )
-        for index, layer in enumerate(g.block_d):
-            out = self._conv(out, ConvStep.of(layer), resize_to=half if index == 0 else None)
-        for index, layer in enumerate(g.block_e):
-            out = self._conv(out, ConvStep.of(layer), resize_to=(height, width) if index == 0 else None)
-        final = self._conv(out, ConvStep.plain(g.out_layer[0]))
-        del out
-        return torch.tanh_(torch.cat([strip for _, strip in final.strips], dim=2))
+        for layer in layer_plan(self.generator):
+            resize_to = sizes[layer.resize] if layer.resize else None
+            if isinstance(layer.module, InvertedResBlock):
+                out = self._block(out, layer.module)
+            else:
+                out = self._conv(out, layer_step(layer.module), resize_to)
+            if layer.save_size:
+                sizes["saved"] = out.shape[2:]
+        return torch.tanh_(torch.cat([strip for _, strip in out.strips], dim=2))
 
     def _block(self, x: Stored, block: InvertedResBlock) -> Stored:
-        expand, depthwise, project, norm = block.layers
-        h = self._conv(x, ConvStep.of(expand))
-        h = self._conv(h, ConvStep.of(depthwise))
-        out = self._conv(h, ConvStep.plain(project, norm))
+        expand, depthwise, project = block_steps(block)
+        h = self._conv(x, expand)
+        h = self._conv(h, depthwise)
+        out = self._conv(h, project)
         del h
         if not block.use_res_connect:
             return out
@@ -145,17 +164,17 @@ class StripForward:
     def _conv(self, src: Stored, step: ConvStep, resize_to: tuple[int, int] | None = None) -> Stored:
         """One convolution over the whole picture, strip by strip, with the statistics of its norm."""
         conv = step.conv
-        (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
-        left, right, top, bottom = step.pad
+        left, right, top, _ = step.pad
         n, _, in_h, in_w = src.shape
         if resize_to is not None:
             in_h, in_w = resize_to
-        out_h, out_w = (in_h + top + bottom - kh) // sh + 1, (in_w + left + right - kw) // sw + 1
-        rows = max(8, self.strip_pixels // out_w)
+        out_h, out_w = step.output_size(in_h, in_w)
+        rows = step.strip_rows(self.strip_pixels, out_w)
         out, stats = Stored(act=step.act), _Moments(n)
         for start in range(0, out_h, rows):
             stop = min(start + rows, out_h)
-            first, last = start * sh - top, (stop - 1) * sh + kh - top  # input rows [first, last), pad included
+            first = start * conv.stride[0] - top
+            last = first + step.window_rows(stop - start)  # input rows [first, last), pad included
             window = self._window(src, (first, last), (in_h, in_w), (left, right), resize_to)
             result = F.conv2d(window, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
             del window
