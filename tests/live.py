@@ -6,7 +6,10 @@ import asyncio
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 from local_server import start_server, status_mib
 
@@ -30,26 +33,38 @@ class Server:
         return self.process.wait(timeout=60)
 
 
+def eventually(condition: Callable[[], bool], within_s: float, what: str) -> None:
+    """Re-check a live server's state until ``condition`` holds; fail naming ``what`` after ``within_s``.
+
+    The server is another process, so there is no event to wait on: the state
+    is read again every few milliseconds, and the bound is stated by the test
+    (as a multiple of a forward it measured, where a forward is what it waits for).
+    """
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {within_s:.1f} s"
+        time.sleep(0.005)
+
+
+def forward_seconds(url: str, photo: bytes, max_side: int = 512) -> float:
+    """One warm request's model time for ``photo``, from its ``Server-Timing``: the unit live bounds are stated in."""
+    response = httpx.post(
+        f"{url}/v1/transform", files={"image": ("p.jpg", photo)}, data={"max_side": str(max_side)}, timeout=120
+    )
+    assert response.status_code == 200, response.text
+    timing = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+    return float(timing["inference"]) / 1000
+
+
 def raw_request(port: int, head: bytes, body: bytes = b"") -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(head + body)
     return sock
 
 
-def multipart_post(port: int, data: bytes, boundary: str = "liveboundary") -> socket.socket:
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    head = (
-        f"POST /v1/transform HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    return raw_request(port, head, body)
+def multipart_post(port: int, data: bytes, fields: dict[str, str] | None = None) -> socket.socket:
+    """Send one ``POST /v1/transform`` on a fresh connection and hand back the socket to read or drop."""
+    return raw_request(port, multipart_request(data, fields))
 
 
 def multipart_request(data: bytes, fields: dict[str, str] | None = None, boundary: str = "liveboundary") -> bytes:

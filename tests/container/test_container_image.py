@@ -25,7 +25,7 @@ import yaml
 from local_server import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.real_weights]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("ANIMEGAN_IMAGE", "localhost/animegan-api:local")
 PODMAN = ["podman", "--runtime", "runc"]  # crun refuses this machine's hybrid cgroups
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # podman's defaults exceed the hard limits

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -15,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import save_random_generator
-from live import Server, multipart_post
+from live import Server, eventually, forward_seconds, multipart_post
 
 pytestmark = pytest.mark.e2e
 
@@ -50,12 +49,16 @@ def test_real_photo_over_real_http(server: Server, shared: Path) -> None:
 @pytest.mark.real_weights
 def test_client_that_leaves_the_queue_never_reaches_the_model(server: Server, shared: Path) -> None:
     photo = (shared / "photos" / "street_01.jpg").read_bytes()
-    busy = multipart_post(server.port, photo)  # takes the only worker for a couple of seconds
-    time.sleep(0.3)
-    leaver = multipart_post(server.port, photo)
-    time.sleep(0.3)
-    queued = httpx.get(f"{server.url}/readyz").json()
-    assert queued["in_flight"] == 1 and queued["queued"] == 1
+    forward = forward_seconds(server.url, photo)  # also fills the result cache: the requests below differ in size
+
+    def ready() -> dict[str, int]:
+        state: dict[str, int] = httpx.get(f"{server.url}/readyz").json()
+        return state
+
+    busy = multipart_post(server.port, photo, fields={"max_side": "508"})  # takes the only worker for one forward
+    eventually(lambda: ready()["in_flight"] == 1, forward, "the first request reaching the model")
+    leaver = multipart_post(server.port, photo, fields={"max_side": "504"})
+    eventually(lambda: ready()["queued"] == 1, forward, "the second request queueing behind it")
     leaver.close()
     busy.settimeout(60)
     status_line = b""
@@ -63,10 +66,7 @@ def test_client_that_leaves_the_queue_never_reaches_the_model(server: Server, sh
         status_line += chunk
     assert status_line.startswith(b"HTTP/1.1 200")
     busy.close()
-    deadline = time.monotonic() + 30
-    while "inference skipped" not in server.log.read_text():
-        assert time.monotonic() < deadline, server.log.read_text()
-        time.sleep(0.1)
+    eventually(lambda: "inference skipped" in server.log.read_text(), 2 * forward, "the leaver's skip")
     idle = httpx.get(f"{server.url}/readyz").json()
     assert idle["in_flight"] == 0 and idle["queued"] == 0
 
@@ -86,10 +86,9 @@ def test_sighup_rescans_the_weights_folder(tmp_path: Path) -> None:
     try:
         save_random_generator(weights / "second.pt", seed=1)
         server.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while {s["name"] for s in httpx.get(f"{server.url}/v1/styles").json()["styles"]} != {"first", "second"}:
-            assert time.monotonic() < deadline, server.log.read_text()
-            time.sleep(0.2)
+        styles = f"{server.url}/v1/styles"
+        both = {"first", "second"}
+        eventually(lambda: {s["name"] for s in httpx.get(styles).json()["styles"]} == both, 30, "the reload")
         assert server.process.poll() is None
     finally:
         assert server.stop() == 0

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import corpus
-from live import Server, multipart_request, raw_request, timed_exchange
+from live import Server, eventually, forward_seconds, multipart_request, raw_request, timed_exchange
 
 pytestmark = pytest.mark.e2e
 FACES = [f"face_{i:02d}.jpg" for i in range(1, 17)]
@@ -86,9 +86,9 @@ def test_disconnect_mid_upload_leaks_no_place(weights_dir: Path, tmp_path: Path)
                 b'--b\r\nContent-Disposition: form-data; name="image"; filename="x"\r\n\r\n' + b"x" * 20000,
             )
             sock.close()
-        time.sleep(0.5)
-        ready = httpx.get(f"{server.url}/readyz").json()
-        assert ready["in_flight"] == 0 and ready["queued"] == 0
+        idle = {"in_flight": 0, "queued": 0}
+        readyz = f"{server.url}/readyz"
+        eventually(lambda: {k: httpx.get(readyz).json()[k] for k in idle} == idle, 5, "every place given back")
         ok = httpx.post(
             f"{server.url}/v1/transform", files={"image": ("p.png", corpus._save(corpus._noise(64, 64), "PNG"))}
         )
@@ -165,15 +165,15 @@ def test_sigterm_drains_admitted_requests_and_refuses_new_ones(shared: Path, tmp
         )
         results.append(response.status_code)
 
+    forward = forward_seconds(server.url, photo, max_side=380)  # another size: the three below are not cache hits
     workers = [threading.Thread(target=post) for _ in range(3)]
     for worker in workers:
         worker.start()
-    time.sleep(0.5)
-    assert httpx.get(f"{server.url}/readyz").json()["queued"] == 2
+    readyz = f"{server.url}/readyz"
+    eventually(lambda: httpx.get(readyz).json().get("queued") == 2, forward, "two requests queueing")
     server.process.send_signal(__import__("signal").SIGTERM)
-    time.sleep(0.2)
-    ready = httpx.get(f"{server.url}/readyz")
-    assert ready.status_code == 503 and ready.json()["error"]["code"] == "shutting_down"
+    eventually(lambda: httpx.get(readyz).status_code == 503, forward, "readiness dropping on SIGTERM")
+    assert httpx.get(readyz).json()["error"]["code"] == "shutting_down"
     refused = httpx.post(f"{server.url}/v1/transform", files={"image": ("s.jpg", photo)}, timeout=10)
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
     for worker in workers:

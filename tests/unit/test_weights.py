@@ -22,7 +22,7 @@ from animegan_api.runtime.weights import (
 )
 from conftest import save_random_generator
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_strict_load_reproduces_the_saved_generator(tmp_path: Path) -> None:

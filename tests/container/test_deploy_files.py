@@ -18,7 +18,7 @@ import yaml
 from animegan_api.runtime.memory import default_budget
 from local_server import free_port, launch, wait_ready
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MANIFESTS = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))
 

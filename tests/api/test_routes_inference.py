@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,6 @@ from PIL import Image
 from animegan_api.config import Settings
 from conftest import AppClient, expect_error, picture_bytes, save_random_generator, swap_predictor, upload
 from gates import Gate, until
-
-
-def _slow(seconds: float) -> Callable[[np.ndarray], np.ndarray]:
-    def predict(batch: np.ndarray) -> np.ndarray:
-        time.sleep(seconds)
-        return np.zeros_like(batch)
-
-    return predict
 
 
 async def test_transform_returns_a_png_of_the_processed_size(client: AppClient) -> None:
@@ -169,22 +160,29 @@ async def test_unknown_style_is_404_listing_the_names(
 async def test_overload_gives_fast_503_with_retry_after(
     make_client: Any, settings_for: Callable[..., Settings]
 ) -> None:
+    """W=1 and 2 waiting: with the model held, the next three are refused at once; the held three all finish."""
     async with make_client(settings_for(workers=1, max_queue=2)) as client:
-        swap_predictor(client, _slow(0.4))
-        responses = await asyncio.gather(
-            *(client.post("/v1/transform", files=upload(picture_bytes())) for _ in range(6))
-        )
+        gate = Gate(output=np.zeros_like)
+        swap_predictor(client, gate)
+        engine = client.app.state.services.engine
+        held = [asyncio.ensure_future(client.post("/v1/transform", files=upload(picture_bytes()))) for _ in range(3)]
+        await until(lambda: engine.admitted == 3)
+        refused = [await client.post("/v1/transform", files=upload(picture_bytes())) for _ in range(3)]
+        gate.open()
+        served = await asyncio.gather(*held)
         assert (await client.get("/readyz")).json()["in_flight"] == 0
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses == [200, 200, 200, 503, 503, 503]
-    refused = [r for r in responses if r.status_code == 503]
+    assert [r.status_code for r in served] == [200, 200, 200]
     assert all(r.headers["retry-after"] == "2" and r.json()["error"]["code"] == "overloaded" for r in refused)
+    assert len(gate.inputs) == 3
 
 
 async def test_deadline_gives_504(make_client: Any, settings_for: Callable[..., Settings]) -> None:
+    """The model is held past the request's 0.2 s deadline: the answer is a 504, not a wait for the model."""
     async with make_client(settings_for(request_timeout_s=0.2)) as client:
-        swap_predictor(client, _slow(0.6))
+        gate = Gate(output=np.zeros_like)
+        swap_predictor(client, gate)
         expect_error(await client.post("/v1/transform", files=upload(picture_bytes())), 504, "deadline_exceeded")
+        gate.open()
 
 
 async def test_model_failure_is_a_typed_500_and_the_next_request_works(client: AppClient) -> None:

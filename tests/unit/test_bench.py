@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import picture_bytes, save_random_generator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import baseline_flask
 import compare
 import flops

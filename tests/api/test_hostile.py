@@ -1,9 +1,9 @@
-"""Every hostile or broken upload gets its documented status, fast, in the JSON error shape."""
+"""Every hostile or broken upload gets its documented status in the JSON error shape, without reaching the model."""
 
 from __future__ import annotations
 
+import asyncio
 import io
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,26 +22,28 @@ def test_the_corpus_is_broad() -> None:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, Any, float, bytes]]:
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, Any, int, bytes]]:
     """Post the whole corpus once to one app (a fresh one per test module keeps it cheap)."""
     import asyncio
 
-    from conftest import save_random_generator, serving
+    from conftest import save_random_generator, serving, swap_predictor
 
     weights = tmp_path_factory.mktemp("weights")
     save_random_generator(weights / "random.pt")
     settings = Settings(weights_dir=weights, warmup_side=32, rate_limit_enabled=False)
 
-    async def run() -> dict[str, tuple[int, Any, float, bytes]]:
+    async def run() -> dict[str, tuple[int, Any, int, bytes]]:
         out = {}
         async with serving(settings) as client:
+            forwards: list[int] = []
+            model = client.app.state.services.registry.entries["random"].loaded.predictor
+            swap_predictor(client, lambda batch: forwards.append(1) or model(batch))
             for case in CASES:
-                started = time.perf_counter()
+                before = len(forwards)
                 response = await client.post(
                     "/v1/transform", files=case.files, data=case.data, content=case.content, headers=case.headers
                 )
-                elapsed = time.perf_counter() - started
-                out[case.name] = (response.status_code, response.headers, elapsed, response.content)
+                out[case.name] = (response.status_code, response.headers, len(forwards) - before, response.content)
             assert (await client.get("/readyz")).json()["in_flight"] == 0
         return out
 
@@ -49,12 +51,10 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, An
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_case_gets_its_status(results: dict[str, tuple[int, Any, float, bytes]], case: corpus.Case) -> None:
-    status, headers, elapsed, body = results[case.name]
+def test_case_gets_its_status(results: dict[str, tuple[int, Any, int, bytes]], case: corpus.Case) -> None:
+    status, headers, forwards, body = results[case.name]
     assert status == case.status, body[:300]
-    # Generous on purpose: each case takes milliseconds here; a second would mean it waited on
-    # something it must not (the model, a stalled body, a decode of the declared size).
-    assert elapsed < 1.0
+    assert forwards == (1 if status == 200 else 0)  # a refusal never costs a forward
     if status == 200:
         assert Image.open(io.BytesIO(body)).format == "PNG"
     elif status == 422:
@@ -65,7 +65,7 @@ def test_case_gets_its_status(results: dict[str, tuple[int, Any, float, bytes]],
     assert headers["x-content-type-options"] == "nosniff"
 
 
-def test_extreme_shapes_keep_their_size_on_request(results: dict[str, tuple[int, Any, float, bytes]]) -> None:
+def test_extreme_shapes_keep_their_size_on_request(results: dict[str, tuple[int, Any, int, bytes]]) -> None:
     assert Image.open(io.BytesIO(results["1x20000 strip"][3])).size == (8, 512)
     assert Image.open(io.BytesIO(results["1x1 picture"][3])).size == (8, 8)
 
@@ -73,15 +73,16 @@ def test_extreme_shapes_keep_their_size_on_request(results: dict[str, tuple[int,
 async def test_a_body_slower_than_the_read_timeout_gets_408(
     make_client: Any, settings_for: Callable[..., Settings]
 ) -> None:
+    stalled = asyncio.Event()  # set only once the answer is in: nothing but the body timeout can end the wait
+
     async def trickle() -> Any:
         yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n'
-        await __import__("asyncio").sleep(2)
+        await stalled.wait()
         yield b"never mind"
 
     async with make_client(settings_for(body_timeout_s=0.3)) as client:
-        started = time.perf_counter()
         response = await client.post(
             "/v1/transform", content=trickle(), headers={"content-type": "multipart/form-data; boundary=b"}
         )
-        assert time.perf_counter() - started < 1.5  # the 0.3 s timeout, not the 2 s stall; generous for a busy CI
+        stalled.set()
     assert response.status_code == 408 and response.json()["error"]["code"] == "body_timeout"
