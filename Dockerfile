@@ -62,6 +62,7 @@ USER 10001
 VOLUME ["/weights"]
 EXPOSE 8000
 STOPSIGNAL SIGTERM
+# The check finds the port the server was given (--port or ANIMEGAN_PORT), not a fixed 8000.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
+    CMD ["animegan-api", "healthcheck"]
 ENTRYPOINT ["animegan-api", "serve", "--host", "0.0.0.0"]

@@ -22,12 +22,18 @@ import httpx
 import pytest
 import yaml
 
+from conftest import save_random_generator
 from local_server import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.real_weights]
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = os.environ.get("ANIMEGAN_IMAGE", "localhost/animegan-api:local")
 PODMAN = ["podman", "--runtime", "runc"]  # crun refuses this machine's hybrid cgroups
+# The ports with a listening TCP socket, from /proc/net/tcp (the image has no ss or netstat).
+PORT_PROBE = (
+    "import pathlib; rows = pathlib.Path('/proc/net/tcp').read_text().splitlines()[1:]; "
+    "print(*{int(r.split()[1].split(':')[1], 16) for r in rows if r.split()[3] == '0A'})"
+)
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # podman's defaults exceed the hard limits
 DEPLOYMENT = REPO / "deploy" / "kubernetes" / "deployment.yaml"
 
@@ -115,6 +121,30 @@ def test_healthcheck_turns_healthy_and_readyz_answers(container: Container) -> N
     assert podman("exec", container.name, "id", "-u").stdout.strip() == "10001"
     assert podman("exec", container.name, "touch", "/app/x", check=False).returncode != 0  # read-only root
     podman("exec", container.name, "touch", "/tmp/x")  # the tmpfs is writable
+
+
+@pytest.mark.parametrize("moved", [["--env=ANIMEGAN_PORT=8123"], ["--port", "8124"]], ids=["env", "argument"])
+def test_the_healthcheck_follows_a_moved_port(image: str, tmp_path: Path, moved: list[str]) -> None:
+    """A server told to listen elsewhere is reported healthy, not failing on a fixed 8000."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save_random_generator(weights / "random.pt")
+    weights.chmod(0o755)
+    env, args = (
+        [flag for flag in moved if flag.startswith("--env")],
+        [flag for flag in moved if not flag.startswith("--env")],
+    )
+    name = f"animegan-port-{uuid.uuid4().hex[:8]}"
+    podman("run", "--detach", f"--name={name}", *ULIMITS, f"--volume={weights}:/weights:ro", *env, image, *args)
+    try:
+        deadline = time.monotonic() + 120  # a container start: seconds, not forwards
+        while podman("healthcheck", "run", name, check=False).returncode != 0:
+            assert time.monotonic() < deadline, podman("logs", name).stderr[-2000:]
+            time.sleep(1)
+        listening = podman("exec", name, "python", "-c", PORT_PROBE).stdout.split()
+        assert ("8123" if env else "8124") in listening and "8000" not in listening
+    finally:
+        podman("rm", "--force", "--time=5", name, check=False)
 
 
 def test_every_style_converts_a_real_photo(container: Container, shared: Path) -> None:

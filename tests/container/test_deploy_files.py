@@ -93,7 +93,7 @@ def test_dockerfile_and_compose_agree_with_the_service() -> None:
     assert 'export PIP_INDEX_URL="$TORCH_INDEX"' in dockerfile and "pip install torch==2.13.0" in dockerfile
     assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile
     assert re.search(r"^USER \d+$", dockerfile, re.M) and "STOPSIGNAL SIGTERM" in dockerfile
-    assert "/healthz" in dockerfile.split("HEALTHCHECK", 1)[1]
+    assert '["animegan-api", "healthcheck"]' in dockerfile.split("HEALTHCHECK", 1)[1]  # follows the server's port
     env = _dockerfile_env()
     assert env["ANIMEGAN_WEIGHTS_DIR"] == "/weights" and env["OMP_NUM_THREADS"] == env["ANIMEGAN_THREADS"]
     compose = yaml.safe_load((REPO / "docker/compose.yaml").read_text())

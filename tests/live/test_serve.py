@@ -13,6 +13,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from animegan_api.cli import main
+from animegan_api.cli.health import listening_address
 from conftest import save_random_generator
 from live import Server, eventually, forward_seconds, multipart_post
 
@@ -69,6 +71,12 @@ def test_client_that_leaves_the_queue_never_reaches_the_model(server: Server, sh
     eventually(lambda: "inference skipped" in server.log.read_text(), 2 * forward, "the leaver's skip")
     idle = httpx.get(f"{server.url}/readyz").json()
     assert idle["in_flight"] == 0 and idle["queued"] == 0
+
+
+def test_the_healthcheck_follows_the_server_to_its_port(server: Server) -> None:
+    assert server.port != 8000
+    assert listening_address(("127.0.0.1", 8000))[1] == server.port  # read from the serve process's arguments
+    assert main(["healthcheck", "--port", str(server.port)]) == 0
 
 
 @pytest.mark.real_weights

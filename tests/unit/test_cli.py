@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from animegan_api.cli import main
+from animegan_api.cli.health import listening_address
 from animegan_api.runtime.pull import packaged_manifest
 from conftest import save_random_generator
 
@@ -57,3 +58,34 @@ def test_weights_pull_finds_the_packaged_manifest_from_any_folder(
     error = capsys.readouterr().err
     assert "unreadable manifest" not in error
     assert "not in" in error and "face_paint_512_v2" in error
+
+
+def _processes(proc: Path, *commands: list[str]) -> Path:
+    """A fake /proc whose PIDs 1, 2, ... run ``commands``."""
+    for pid, argv in enumerate(commands, start=1):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cmdline").write_bytes(b"\0".join(part.encode() for part in argv) + b"\0")
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("argv", "address"),
+    [
+        (["animegan-api", "serve", "--host", "0.0.0.0", "--port", "8123"], ("127.0.0.1", 8123)),
+        (["/opt/venv/bin/python3", "-m", "animegan_api", "serve", "--port=9000"], ("127.0.0.1", 9000)),
+        (["animegan-api", "serve", "--host", "10.1.2.3"], ("10.1.2.3", 8000)),
+        (["sleep", "infinity", "serve"], ("127.0.0.1", 8000)),
+    ],
+)
+def test_the_healthcheck_finds_the_port_the_server_was_given(
+    tmp_path: Path, argv: list[str], address: tuple[str, int]
+) -> None:
+    proc = _processes(tmp_path / "proc", ["catatonit", "--"], argv)
+    assert listening_address(("0.0.0.0", 8000), proc) == address
+
+
+def test_the_healthcheck_exits_1_where_nothing_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    assert main(["healthcheck", "--port", str(port), "--timeout", "1"]) == 1

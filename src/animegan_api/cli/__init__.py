@@ -84,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--margin", type=float, default=0.6, help="with --avatar: room around the face (0-3)")
     convert.set_defaults(command=_convert)
 
+    health = sub.add_parser(
+        "healthcheck", help="exit 0 when the running server answers /healthz (container HEALTHCHECK)"
+    )
+    health.add_argument("--port", type=int, help="default: the running serve's --port, else ANIMEGAN_PORT")
+    health.add_argument("--timeout", type=float, default=2.0)
+    health.set_defaults(command=_healthcheck)
+
     weights = sub.add_parser("weights", help="manage model files")
     weights_sub = weights.add_subparsers(required=True, metavar="ACTION")
     pull = weights_sub.add_parser("pull", help="download official checkpoints listed in the manifest")
@@ -232,6 +239,14 @@ def _plan(args: argparse.Namespace, style: LoadedStyle, side: int) -> Plan | Non
         return None
     face = args.face if args.face in ("largest", "all") else int(args.face)
     return avatar_plan(style, side, Faces(face, args.margin), output)
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    from animegan_api.cli.health import healthy, listening_address
+
+    settings = Settings()
+    host, port = listening_address((settings.host, settings.port))
+    return 0 if healthy(host, args.port or port, args.timeout) else 1
 
 
 def _fail(message: str) -> int:
