@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: the wheel is built in one stage, installed with CPU-only torch in the next.
 #
-# Build arguments (README "Deploying"), for machines without the public registries:
+# Build arguments (docs/deploying.md), for machines without the public registries:
 #   BASE_IMAGE   any Debian-like image with Python 3.11 and its venv module (docker/make-base makes one)
 #   TORCH_INDEX  where the CPU torch wheel comes from; empty: pip's own configuration decides
 # A proxy's CA bundle and a pip configuration can be passed as build secrets `cacert` and
@@ -22,7 +22,7 @@ FROM ${BASE_IMAGE}
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 # OMP/MKL threads match ANIMEGAN_THREADS (T), so W x T never oversubscribes the container's cores:
 # change them together. GLIBC_TUNABLES puts malloc on transparent huge pages from the first
-# instruction (serve would otherwise restart itself once to set it; README, Performance).
+# instruction (serve would otherwise restart itself once to set it; docs/performance.md).
 # XDG_CACHE_HOME: with the root read-only, libraries' caches (ONNX Runtime's) go to the /tmp tmpfs
 # instead of failing with a raw, non-JSON warning on stderr.
 ENV PATH=/opt/venv/bin:$PATH \

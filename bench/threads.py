@@ -7,7 +7,7 @@ For each layout it starts ``animegan-api serve`` on a free loopback port,
 drives it with ``bench/load.py`` at enough concurrency to keep every worker
 busy (512x512 photos, result cache off), once per style asked for, and prints
 throughput and latency side by side. The
-defaults in ``config.py`` come from this table (see README, "Choosing W and T").
+defaults in ``config.py`` come from this table (see docs/performance.md, "Choosing W and T").
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ face, three in the group photo, none in the landscapes, in 6-60 ms on one
 core, and keeps finding faces tilted 35 degrees. The landmarks give the eye
 line, from which the avatar is levelled. (MediaPipe's wheel ships no model;
 the BlazeFace packages need TensorFlow; OpenCV's Haar cascades missed faces
-and fired on landscapes at 100-250 ms: see README "Avatars".)
+and fired on landscapes at 100-250 ms: see docs/avatars.md.)
 """
 
 from __future__ import annotations
