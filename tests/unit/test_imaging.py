@@ -260,7 +260,8 @@ def test_any_picture_round_trips_with_the_promised_size_and_mode(
     assert (prepared.alpha is not None) == has_alpha
     batch = imaging.to_batch(prepared.rgb)
     assert batch.shape == (1, 3, prepared.rgb.size[1], prepared.rgb.size[0])
-    encoded = imaging.render(batch, prepared, keep_size, fmt, 80)
+    finished = imaging.finish(imaging.from_output(batch[0]), prepared, keep_size)
+    encoded = imaging.encode(finished, fmt, 80)
     result = Image.open(io.BytesIO(encoded))
     assert result.size == (size if keep_size else prepared.rgb.size)
     assert result.mode == ("RGBA" if has_alpha and fmt != "jpeg" else "RGB")

@@ -20,6 +20,8 @@ from pydantic import ValidationError
 
 from animegan_api.config import Settings
 
+__all__ = ["main", "reexec_with_hugepage_malloc"]
+
 if TYPE_CHECKING:
     from animegan_api.runtime.predictors import LoadedStyle
     from animegan_api.serving.plans import Plan
@@ -141,7 +143,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
+_HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
 def reexec_with_hugepage_malloc(arguments: list[str]) -> None:
@@ -159,7 +161,7 @@ def reexec_with_hugepage_malloc(arguments: list[str]) -> None:
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" in tunables or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return
-    environment = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, HUGEPAGE_TUNABLE]))}
+    environment = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, _HUGEPAGE_TUNABLE]))}
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *arguments], environment)

@@ -20,7 +20,9 @@ from animegan_api.failures import Refusal
 from animegan_api.serving.plans import Plan
 from animegan_api.serving.runner import Offline, Runner
 
-OUTPUT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+__all__ = ["Outcome", "convert", "convert_files", "expand"]
+
+_OUTPUT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
 
 @dataclass
@@ -40,7 +42,7 @@ def convert_files(
     overwrite: bool = False,
 ) -> Outcome:
     """Run ``plan`` on every picture under ``inputs`` into ``output``, ``workers`` at a time, with a progress bar."""
-    jobs, collisions = plan_outputs(list(expand(inputs)), output, OUTPUT_SUFFIXES[plan.output.format])
+    jobs, collisions = _plan_outputs(list(expand(inputs)), output, _OUTPUT_SUFFIXES[plan.output.format])
     output.mkdir(parents=True, exist_ok=True)
     outcome = Outcome(failures=collisions)
 
@@ -76,7 +78,7 @@ def convert(runner: Runner, plan: Plan, data: bytes) -> bytes:
     return asyncio.run(runner.run(plan, data, Offline())).body
 
 
-def plan_outputs(files: list[Path], outdir: Path, suffix: str) -> tuple[list[tuple[Path, Path]], list[str]]:
+def _plan_outputs(files: list[Path], outdir: Path, suffix: str) -> tuple[list[tuple[Path, Path]], list[str]]:
     """Pair each input with its output; inputs that would write the same output are failures, not races."""
     jobs: list[tuple[Path, Path]] = []
     claimed: dict[Path, Path] = {}

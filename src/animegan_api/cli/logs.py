@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Literal
 
+__all__ = ["JsonFormatter", "LogFormat", "configure"]
+
 LogFormat = Literal["json", "text"]
 
 

@@ -30,12 +30,14 @@ from animegan_api.serving.metrics import Metrics
 from animegan_api.serving.plans import FACE_HEADER_NAMES
 from animegan_api.serving.services import Services
 
+__all__ = ["create_app", "services_of"]
+
 log = logging.getLogger(__name__)
 
 # Multipart framing and the small form fields ride on top of the file itself.
-FORM_OVERHEAD_BYTES = 64 * 1024
+_FORM_OVERHEAD_BYTES = 64 * 1024
 
-DESCRIPTION = """
+_DESCRIPTION = """
 Turns photos into anime-style pictures with AnimeGAN generators.
 
 Post a photo to `POST /v1/transform`; list styles with `GET /v1/styles`.
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     app = FastAPI(
-        title="animegan-api", version=__version__, description=DESCRIPTION, lifespan=_lifespan(settings, metrics)
+        title="animegan-api", version=__version__, description=_DESCRIPTION, lifespan=_lifespan(settings, metrics)
     )
     # Added innermost first, so requests meet: observability > headers > CORS > upload cap > guard > routes.
     app.add_middleware(
@@ -65,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(
         UploadLimitMiddleware,
-        max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES,
+        max_bytes=settings.max_upload_bytes + _FORM_OVERHEAD_BYTES,
         chunk_timeout_s=settings.body_timeout_s,
     )
     if settings.cors_origins:
@@ -96,7 +98,7 @@ def services_of(app: FastAPI) -> Services | None:
     return services
 
 
-def configure_torch(threads: int, interop_threads: int) -> None:
+def _configure_torch(threads: int, interop_threads: int) -> None:
     """Fix torch's thread pools once, so W workers x T threads never oversubscribe the cores."""
     torch.set_num_threads(threads)
     try:
@@ -109,7 +111,7 @@ def configure_torch(threads: int, interop_threads: int) -> None:
 def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_torch(settings.threads, settings.interop_threads)
+        _configure_torch(settings.threads, settings.interop_threads)
         Image.MAX_IMAGE_PIXELS = settings.max_pixels  # Pillow's own bomb guard agrees with ours
         services = await Services.start(settings, metrics)
         app.state.services = services

@@ -26,6 +26,25 @@ from animegan_api.runtime.weights import WeightsError
 from animegan_api.serving.services import Services
 from animegan_api.serving.tickets import Overloaded, Ticket
 
+__all__ = [
+    "AdminRights",
+    "AdmittedTicket",
+    "ReadyRegistry",
+    "RequestTimeout",
+    "ServicesDep",
+    "acquire",
+    "admitted_ticket",
+    "check_upload_size",
+    "get_services",
+    "processed_side",
+    "ready_registry",
+    "require_admin",
+    "resolve",
+    "resolve_many",
+    "single_image",
+    "validation_error",
+]
+
 
 async def get_services(request: Request) -> Services:
     services: Services | None = getattr(request.app.state, "services", None)

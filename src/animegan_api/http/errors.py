@@ -19,6 +19,18 @@ from starlette.types import Send
 
 from animegan_api.failures import Refusal
 
+__all__ = [
+    "NOT_READY",
+    "SHUTTING_DOWN",
+    "STATUS",
+    "ApiError",
+    "body",
+    "install_handlers",
+    "response",
+    "send",
+    "status_of",
+]
+
 log = logging.getLogger(__name__)
 
 STATUS: dict[str, int] = {

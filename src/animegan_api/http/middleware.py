@@ -22,8 +22,10 @@ from animegan_api.http import errors
 from animegan_api.http.errors import ApiError
 from animegan_api.http.security import client_address, matches_any, presented_key
 
-DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
-INFERENCE_PATHS = ("/v1/transform", "/v1/compare")
+__all__ = ["GuardMiddleware", "ResponseHeadersMiddleware", "UploadLimitMiddleware"]
+
+_DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+_INFERENCE_PATHS = ("/v1/transform", "/v1/compare")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -39,14 +41,14 @@ _PAGE_CSP = (
 )
 
 
-class BodyTooLarge(HTTPException):
+class _BodyTooLarge(HTTPException):
     """Raised from ``receive``; an HTTPException so FastAPI's form parsing re-raises it to our handlers."""
 
     def __init__(self) -> None:
         super().__init__(status_code=413, detail="the upload is too large")
 
 
-class BodyTimeout(HTTPException):
+class _BodyTimeout(HTTPException):
     def __init__(self) -> None:
         super().__init__(status_code=408, detail="the request body arrived too slowly")
 
@@ -84,12 +86,12 @@ class UploadLimitMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), self.chunk_timeout_s)
             except TimeoutError:
-                raise BodyTimeout from None
+                raise _BodyTimeout from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -99,10 +101,10 @@ class UploadLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except (BodyTooLarge, BodyTimeout) as exc:
+        except (_BodyTooLarge, _BodyTimeout) as exc:
             if started:
                 raise
-            code = "upload_too_large" if isinstance(exc, BodyTooLarge) else "body_timeout"
+            code = "upload_too_large" if isinstance(exc, _BodyTooLarge) else "body_timeout"
             await _answer(scope, send, ApiError(code, exc.detail), close=True)
 
 
@@ -151,7 +153,7 @@ class GuardMiddleware:
             )
             await _refuse(scope, receive, send, limited)
             return
-        if scope["path"] in INFERENCE_PATHS and (refusal := _capacity_refusal(scope["app"].state)):
+        if scope["path"] in _INFERENCE_PATHS and (refusal := _capacity_refusal(scope["app"].state)):
             await _refuse(scope, receive, send, refusal)
             return
         await self.app(scope, receive, send)
@@ -230,7 +232,7 @@ def _capacity_refusal(state: object) -> ApiError | None:
 
 def _csp_for(path: str) -> list[tuple[bytes, bytes]]:
     """Swagger UI loads its own assets, so /docs gets none; the demo page gets one for itself."""
-    if path.startswith(DOCS_PATHS):
+    if path.startswith(_DOCS_PATHS):
         return []
     if path == "/" or path.startswith("/static/"):
         return [_PAGE_CSP]

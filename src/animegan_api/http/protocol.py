@@ -25,6 +25,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from animegan_api.http import errors
 
+__all__ = ["BoundedHeadProtocol", "bounded_head_protocol"]
+
 log = logging.getLogger(__name__)
 _END_OF_HEAD = b"\r\n\r\n"
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}

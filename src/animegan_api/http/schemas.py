@@ -6,6 +6,21 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+__all__ = [
+    "ErrorBody",
+    "ErrorDetail",
+    "HealthResponse",
+    "LimitsResponse",
+    "ReadyResponse",
+    "StyleInfo",
+    "StyleLimits",
+    "StylesResponse",
+    "UnavailableFile",
+    "ValidationErrors",
+    "error_doc",
+    "error_or_validation_doc",
+]
+
 
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["unsupported_image"])

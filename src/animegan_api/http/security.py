@@ -13,6 +13,8 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
+__all__ = ["client_address", "is_loopback", "matches_any", "presented_key"]
+
 
 def client_address(scope: Scope, headers: Headers, trust_forwarded_for: bool) -> str:
     """The client's address: the first X-Forwarded-For hop only when a trusted proxy sets it."""

@@ -21,6 +21,8 @@ from animegan_api.config import Settings
 from animegan_api.http.app import services_of
 from animegan_api.http.protocol import bounded_head_protocol
 
+__all__ = ["DrainingServer", "serve"]
+
 log = logging.getLogger(__name__)
 
 

@@ -1,1 +1,5 @@
-"""pictures"""
+"""Pictures: pure functions on images. Decoding and validating uploads, fitting, encoding, contact sheets
+(:mod:`.imaging`), finding faces (:mod:`.faces`) and framing them in level squares (:mod:`.framing`).
+
+The lowest layer above :mod:`animegan_api.failures`: it imports no other part of the service.
+"""

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-LANDMARK_MODEL = "models/shape_predictor_5_face_landmarks.dat"
+__all__ = ["DetectorMissing", "Face", "FaceDetector", "Point", "reading_order"]
+
+_LANDMARK_MODEL = "models/shape_predictor_5_face_landmarks.dat"
 Point = tuple[float, float]
 
 
@@ -74,7 +76,7 @@ def reading_order(faces: list[Face]) -> list[Face]:
     return [face for row in rows for face in sorted(row, key=lambda f: f.centre[0])]
 
 
-def landmark_model_path() -> Path:
+def _landmark_model_path() -> Path:
     """The 5-point model inside ``face_recognition_models``, found without importing it.
 
     (Its ``__init__`` imports ``pkg_resources``, which recent setuptools no longer ships.)
@@ -82,7 +84,7 @@ def landmark_model_path() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise DetectorMissing("the face_recognition_models package is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / LANDMARK_MODEL
+    path = Path(next(iter(spec.submodule_search_locations))) / _LANDMARK_MODEL
     if not path.is_file():
         raise DetectorMissing(f"{path} is missing from face_recognition_models")
     return path
@@ -103,7 +105,7 @@ class FaceDetector:
         self.detect_side = detect_side
         self.threshold = threshold
         self._detector: Any = dlib.get_frontal_face_detector()
-        self._landmarks: Any = dlib.shape_predictor(str(landmark_model_path()))
+        self._landmarks: Any = dlib.shape_predictor(str(_landmark_model_path()))
         self._lock = threading.Lock()
 
     def detect(self, picture: Image.Image) -> list[Face]:

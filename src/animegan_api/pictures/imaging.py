@@ -20,6 +20,29 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 
 from animegan_api.failures import Refusal
 
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "MEDIA_TYPES",
+    "MIN_SIDE",
+    "CorruptImage",
+    "ImageError",
+    "ImageTooLarge",
+    "OutputFormat",
+    "Prepared",
+    "Sizes",
+    "UnsupportedImage",
+    "contact_sheet",
+    "decode",
+    "encode",
+    "finish",
+    "fit",
+    "from_output",
+    "plan_size",
+    "prepare",
+    "sizes",
+    "to_batch",
+]
+
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # MPO files come through the JPEG factory
 OutputFormat = Literal["png", "jpeg", "webp"]
 MEDIA_TYPES: dict[str, str] = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -261,11 +284,6 @@ def _public_formats() -> list[str]:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:160]
-
-
-def render(output: np.ndarray, prepared: Prepared, keep_size: bool, fmt: OutputFormat, quality: int) -> bytes:
-    """Generator output batch of one to encoded bytes: the last step of every conversion."""
-    return encode(finish(from_output(output[0]), prepared, keep_size), fmt, quality)
 
 
 def contact_sheet(tiles: list[tuple[str, Image.Image]], tile_size: tuple[int, int], columns: int = 3) -> Image.Image:

@@ -27,12 +27,25 @@ from typing import Protocol
 
 import numpy as np
 
+__all__ = [
+    "Cost",
+    "LinearCost",
+    "MiB",
+    "SplitCost",
+    "calibrate",
+    "calibrated_pixels",
+    "container_limit",
+    "default_budget",
+    "give_back",
+    "resident_bytes",
+]
+
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 HEADROOM_SHARE, HEADROOM_MIN = 0.10, 256 * MiB
-PHYSICAL_SHARE = 0.75
-MIN_CALIBRATION_SIDE = 64
+_PHYSICAL_SHARE = 0.75
+_MIN_CALIBRATION_SIDE = 64
 _CGROUP_FILES = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 _NO_LIMIT = 1 << 60  # cgroup v1 reports "no limit" as a huge number
 
@@ -50,7 +63,7 @@ def container_limit() -> int | None:
     return None
 
 
-def physical_memory() -> int:
+def _physical_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
@@ -58,7 +71,7 @@ def default_budget(limit: int | None = None, physical: int | None = None) -> int
     """The limit less max(10%, 256 MiB) of headroom; without a limit, 75% of physical memory."""
     if limit is not None:
         return max(limit - max(int(limit * HEADROOM_SHARE), HEADROOM_MIN), limit // 2)
-    return int((physical or physical_memory()) * PHYSICAL_SHARE)
+    return int((physical or _physical_memory()) * _PHYSICAL_SHARE)
 
 
 def resident_bytes() -> int:
@@ -137,7 +150,7 @@ class SplitCost:
 
 def calibrated_pixels(side: int) -> int:
     """Pixels of the largest picture :func:`calibrate` measures for a warm-up ``side`` (at any size rule)."""
-    return (2 * max(MIN_CALIBRATION_SIDE, side)) ** 2
+    return (2 * max(_MIN_CALIBRATION_SIDE, side)) ** 2
 
 
 def calibrate(forward: Callable[[np.ndarray], object], multiple: int, side: int = 256) -> LinearCost | None:
@@ -147,7 +160,7 @@ def calibrate(forward: Callable[[np.ndarray], object], multiple: int, side: int 
     from 886 B a pixel at 1024x576 to 658 at 2048x1152) and take longer at startup.
     """
     points = []
-    base = max(MIN_CALIBRATION_SIDE, side)
+    base = max(_MIN_CALIBRATION_SIDE, side)
     for edge in (max(multiple, base // multiple * multiple), max(multiple, 2 * base // multiple * multiple)):
         batch = np.zeros((1, 3, edge, edge), dtype=np.float32)
         give_back()

@@ -37,6 +37,8 @@ from animegan_api.runtime.weights import (
     verify_checksum,
 )
 
+__all__ = ["LoadedStyle", "OnnxPredictor", "Predictor", "TorchPredictor", "apply_precision", "load_style"]
+
 log = logging.getLogger(__name__)
 
 _PROBED_MULTIPLES = (4, 8, 16, 32)

@@ -28,6 +28,8 @@ from animegan_api.runtime.weights import (
     verify_loadable,
 )
 
+__all__ = ["PullError", "packaged_manifest", "pull", "read_manifest"]
+
 
 def packaged_manifest() -> Path:
     """The manifest installed with the package (``animegan_api/runtime/manifest.json``)."""

@@ -16,6 +16,8 @@ import numpy as np
 
 from animegan_api.runtime.weights import OnnxSignature, open_onnx
 
+__all__ = ["QuantizeError", "int8_session"]
+
 
 class QuantizeError(Exception):
     """Why no int8 copy of a model could be made; the style then stays fp32."""

@@ -24,6 +24,8 @@ from animegan_api.runtime.precision import Precision
 from animegan_api.runtime.predictors import LoadedStyle, load_style
 from animegan_api.runtime.weights import ModelFile, StyleSpec, WeightsError, discover
 
+__all__ = ["Backend", "FailedFile", "StyleEntry", "StyleRegistry", "build_registry"]
+
 log = logging.getLogger(__name__)
 
 Backend = Literal["torch", "onnxruntime"]

@@ -27,12 +27,12 @@ from animegan_api.runtime.model import ConvNormLReLU, Generator, InvertedResBloc
 
 __all__ = ["ConvStep", "StripForward", "block_steps", "layer_step"]
 
-NEGATIVE_SLOPE = 0.2
-CHANNELS_LAST = torch.channels_last
+_NEGATIVE_SLOPE = 0.2
+_CHANNELS_LAST = torch.channels_last
 
 
 @dataclass
-class Stored:
+class _Stored:
     """An activation kept as row strips, and the per-sample affine and LeakyReLU not yet applied to it."""
 
     strips: list[tuple[int, torch.Tensor]] = field(default_factory=list)
@@ -63,11 +63,11 @@ class Stored:
             else:
                 torch.addcmul(self.shift, part, self.scale, out=dst)
         if self.act:
-            F.leaky_relu_(out, NEGATIVE_SLOPE)
+            F.leaky_relu_(out, _NEGATIVE_SLOPE)
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         n, c, _, w = self.shape
-        out = torch.empty((n, c, stop - start, w), dtype=self.strips[0][1].dtype, memory_format=CHANNELS_LAST)
+        out = torch.empty((n, c, stop - start, w), dtype=self.strips[0][1].dtype, memory_format=_CHANNELS_LAST)
         self.read_into(out, start)
         return out
 
@@ -136,7 +136,7 @@ class StripForward:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         sizes = {"input": (int(x.shape[2]), int(x.shape[3]))}
-        out = Stored([(0, x.contiguous(memory_format=CHANNELS_LAST))])
+        out = _Stored([(0, x.contiguous(memory_format=_CHANNELS_LAST))])
         for layer in layer_plan(self.generator):
             resize_to = sizes[layer.resize] if layer.resize else None
             if isinstance(layer.module, InvertedResBlock):
@@ -147,7 +147,7 @@ class StripForward:
                 sizes["saved"] = out.shape[2:]
         return torch.tanh_(torch.cat([strip for _, strip in out.strips], dim=2))
 
-    def _block(self, x: Stored, block: InvertedResBlock) -> Stored:
+    def _block(self, x: _Stored, block: InvertedResBlock) -> _Stored:
         expand, depthwise, project = block_steps(block)
         h = self._conv(x, expand)
         h = self._conv(h, depthwise)
@@ -159,9 +159,9 @@ class StripForward:
             if out.scale is not None and out.shift is not None:
                 strip.mul_(out.scale).add_(out.shift)
             strip.add_(x.rows(start, start + int(strip.shape[2])))
-        return Stored(out.strips)
+        return _Stored(out.strips)
 
-    def _conv(self, src: Stored, step: ConvStep, resize_to: tuple[int, int] | None = None) -> Stored:
+    def _conv(self, src: _Stored, step: ConvStep, resize_to: tuple[int, int] | None = None) -> _Stored:
         """One convolution over the whole picture, strip by strip, with the statistics of its norm."""
         conv = step.conv
         left, right, top, _ = step.pad
@@ -170,7 +170,7 @@ class StripForward:
             in_h, in_w = resize_to
         out_h, out_w = step.output_size(in_h, in_w)
         rows = step.strip_rows(self.strip_pixels, out_w)
-        out, stats = Stored(act=step.act), _Moments(n)
+        out, stats = _Stored(act=step.act), _Moments(n)
         for start in range(0, out_h, rows):
             stop = min(start + rows, out_h)
             first = start * conv.stride[0] - top
@@ -187,7 +187,7 @@ class StripForward:
 
     def _window(
         self,
-        src: Stored,
+        src: _Stored,
         span: tuple[int, int],
         size: tuple[int, int],
         sides: tuple[int, int],
@@ -200,7 +200,7 @@ class StripForward:
         top, bottom = max(0, -first), max(0, last - in_h)
         n, c = src.shape[:2]
         shape = (n, c, last - first, in_w + left + right)
-        window = torch.empty(shape, dtype=src.strips[0][1].dtype, memory_format=CHANNELS_LAST)
+        window = torch.empty(shape, dtype=src.strips[0][1].dtype, memory_format=_CHANNELS_LAST)
         inner = window[:, :, top : last - first - bottom, left : left + in_w]
         if resize_to is None:
             src.read_into(inner, max(first, 0))
@@ -209,7 +209,7 @@ class StripForward:
         _reflect(window, (left, right, top, bottom))
         return window
 
-    def _upsampled(self, src: Stored, first: int, last: int, size: tuple[int, int]) -> torch.Tensor:
+    def _upsampled(self, src: _Stored, first: int, last: int, size: tuple[int, int]) -> torch.Tensor:
         """Rows ``first:last`` of the source resized to ``size``, sampled where the whole resize would sample."""
         _, _, src_h, src_w = src.shape
         if self.upsample == "tf_legacy" and size == (2 * src_h, 2 * src_w):
@@ -222,10 +222,10 @@ class StripForward:
         if self.upsample == "align_corners":
             return F.interpolate(rows, (rows.shape[2], size[1]), mode="bilinear", align_corners=True)
         lo, hi, frac = _sampling(torch.arange(size[1]), src_w, size[1], self.upsample)
-        return _blend(rows.contiguous(memory_format=CHANNELS_LAST), 3, lo, hi, frac)
+        return _blend(rows.contiguous(memory_format=_CHANNELS_LAST), 3, lo, hi, frac)
 
 
-def _doubled_rows(src: Stored, first: int, last: int) -> torch.Tensor:
+def _doubled_rows(src: _Stored, first: int, last: int) -> torch.Tensor:
     """Rows ``first:last`` of TF1's exact 2x bilinear resize, where output row i samples source row i / 2.
 
     As :func:`~animegan_api.runtime.model.tf_legacy_resize` does it for the whole

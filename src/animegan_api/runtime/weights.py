@@ -20,8 +20,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from animegan_api.runtime.model import Generator
 
-FORMAT_BY_SUFFIX = {".pt": "torch", ".onnx": "onnx"}
-MODEL_SUFFIXES = tuple(FORMAT_BY_SUFFIX)
+__all__ = [
+    "ModelFile",
+    "OnnxSignature",
+    "StyleSpec",
+    "WeightsError",
+    "arena_run_options",
+    "describe_validation",
+    "discover",
+    "load_generator",
+    "onnx_session_options",
+    "onnx_signature",
+    "open_onnx",
+    "read_spec",
+    "sha256_of",
+    "sidecar_path",
+    "verify_checksum",
+    "verify_loadable",
+]
+
+_FORMAT_BY_SUFFIX = {".pt": "torch", ".onnx": "onnx"}
+_MODEL_SUFFIXES = tuple(_FORMAT_BY_SUFFIX)
 
 
 class WeightsError(Exception):
@@ -74,7 +93,7 @@ def read_spec(model_path: Path) -> StyleSpec:
     filled in from the model itself when it loads.
     """
     sidecar = sidecar_path(model_path)
-    file_format = FORMAT_BY_SUFFIX.get(model_path.suffix, "torch")
+    file_format = _FORMAT_BY_SUFFIX.get(model_path.suffix, "torch")
     if not sidecar.exists():
         return StyleSpec(name=_style_name(model_path.stem), file=model_path.name, format=file_format)
     try:
@@ -113,7 +132,7 @@ def discover(folder: Path) -> tuple[list[ModelFile], list[WeightsError]]:
     problems: list[WeightsError] = []
     if not folder.is_dir():
         return found, problems
-    for path in sorted(p for p in folder.iterdir() if p.suffix in MODEL_SUFFIXES and p.is_file()):
+    for path in sorted(p for p in folder.iterdir() if p.suffix in _MODEL_SUFFIXES and p.is_file()):
         try:
             found.append(ModelFile(path, read_spec(path)))
         except WeightsError as exc:

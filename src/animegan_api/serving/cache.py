@@ -13,6 +13,8 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
+__all__ = ["CachedResult", "ResultCache", "cache_key"]
+
 
 @dataclass(frozen=True)
 class CachedResult:

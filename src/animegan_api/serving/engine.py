@@ -35,6 +35,8 @@ from animegan_api.serving.budget import Budget
 from animegan_api.serving.speed import SpeedEstimates, elements
 from animegan_api.serving.tickets import ClientGone, DeadlineExceeded, Overloaded, Ticket, TooLarge, watch
 
+__all__ = ["InferenceEngine"]
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from animegan_api.serving.plans import Plan, Price
 __all__ = ["Converted", "Gate", "Offline", "Runner"]
 
 T = TypeVar("T")
-GIVE_BACK_PIXELS = 1_000_000
+_GIVE_BACK_PIXELS = 1_000_000
 
 
 class Gate(Protocol):
@@ -138,7 +138,7 @@ class Runner:
         encoding = time.perf_counter()
         answer, out_size = await gate.pictures(_lay_out, plan, source, pieces)
         body = await gate.pictures(imaging.encode, answer, plan.output.format, plan.output.quality)
-        if max(header.decoded_pixels, out_size[0] * out_size[1]) >= GIVE_BACK_PIXELS:
+        if max(header.decoded_pixels, out_size[0] * out_size[1]) >= _GIVE_BACK_PIXELS:
             await gate.pictures(give_back)
         names = tuple(style.spec.name for style in plan.styles)
         timing = {"decode": decoded - started - waited}

@@ -24,6 +24,8 @@ from animegan_api.serving.metrics import Metrics
 from animegan_api.serving.runner import Runner
 from animegan_api.serving.tickets import Ticket
 
+__all__ = ["Services"]
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +45,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> Services:
         """Load and warm the models (off the event loop), then build the engine, pools and cache around them."""
-        registry = await asyncio.to_thread(load_registry, settings, metrics)
+        registry = await asyncio.to_thread(_load_registry, settings, metrics)
         detector = await asyncio.to_thread(FaceDetector, settings.face_detect_side)
         if not registry.ready:
             log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
@@ -77,7 +79,7 @@ class Services:
         new registry. Overlapping reloads queue behind one another.
         """
         async with self._reload_lock:
-            self.registry = await asyncio.to_thread(load_registry, self.settings, self.metrics)
+            self.registry = await asyncio.to_thread(_load_registry, self.settings, self.metrics)
             self.cache.clear()
             if (budget := self.engine.budget) is not None:  # models resident now, running requests hold the rest
                 give_back()
@@ -106,7 +108,7 @@ def _budget(settings: Settings) -> Budget | None:
     return budget
 
 
-def load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
+def _load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
     return build_registry(
         settings.weights_dir,
         backend=settings.backend,

@@ -15,6 +15,8 @@ from animegan_api.pictures import imaging
 from animegan_api.runtime.memory import Cost, LinearCost
 from animegan_api.runtime.predictors import LoadedStyle
 
+__all__ = ["FALLBACK", "Need", "largest_square_side", "memory_need", "picture_bytes", "time_limit_side"]
+
 # Where a style's memory could not be measured (no peak counter): about 1.2x the worst measured, the
 # AnimeGANv2 ONNX graph's 2 KB a pixel at 1024 and 2048 px.
 FALLBACK = LinearCost(fixed=64 * 1024 * 1024, per_pixel=2500.0)

@@ -15,6 +15,8 @@ from typing import TypeVar
 
 import numpy as np
 
+__all__ = ["SpeedEstimates", "elements"]
+
 T = TypeVar("T")
 
 

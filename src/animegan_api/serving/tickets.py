@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+__all__ = ["ClientGone", "DeadlineExceeded", "Overloaded", "Ticket", "TooLarge", "watch"]
+
 T = TypeVar("T")
 
 

@@ -7,6 +7,8 @@ from fastapi import FastAPI
 from animegan_api.http.errors import install_handlers
 from animegan_api.http.routes import admin, avatar, demo, health, inference, limits, styles
 
+__all__ = ["install"]
+
 
 def install(app: FastAPI) -> None:
     """Attach every router, the static files and the error handlers.

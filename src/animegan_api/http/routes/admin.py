@@ -9,6 +9,8 @@ from animegan_api.http.routes.inference import IMAGE_ERRORS
 from animegan_api.http.routes.styles import describe
 from animegan_api.http.schemas import StylesResponse, error_doc
 
+__all__ = ["reload"]
+
 router = APIRouter(tags=["admin"])
 
 

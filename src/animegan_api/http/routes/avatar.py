@@ -18,8 +18,6 @@ from animegan_api.http.deps import (
     AdmittedTicket,
     ReadyRegistry,
     ServicesDep,
-    acquire,
-    check_upload_size,
     resolve,
     validation_error,
 )
@@ -31,28 +29,29 @@ from animegan_api.http.routes.inference import (
     QualityField,
     SingleImage,
     StyleField,
-    client_gone,
-    note,
-    picture_response,
+    load_styles,
+    run_plan,
 )
 from animegan_api.http.schemas import error_or_validation_doc
 from animegan_api.pictures.framing import DEFAULT_MARGIN, FaceChoice
 from animegan_api.serving.plans import Faces, Output, avatar_plan
 
+__all__ = ["avatar"]
+
 router = APIRouter(tags=["inference"])
 
-FACE_HEADERS_DOC = (
+_FACE_HEADERS_DOC = (
     "`X-Faces-Found`: how many faces the photo has; `X-Face-Boxes`: every face as `left,top,width,height` in "
     "the uploaded picture's pixels, `;`-separated, in reading order (rows top to bottom, left to right): the "
     "order `face=<index>` counts in; `X-Face-Index` and `X-Face-Box`: the face(s) framed; `X-Face-Roll`: degrees "
     "the square was turned to level the eyes."
 )
 
-SizeField = Annotated[
+_SizeField = Annotated[
     int | None,
     Form(ge=16, description="Side of the square avatar. Default 512; at most the `max_side_limit` setting."),
 ]
-FaceField = Annotated[
+_FaceField = Annotated[
     str,
     Form(
         pattern=r"^(largest|all|[0-9]{1,3})$",
@@ -61,7 +60,7 @@ FaceField = Annotated[
         examples=["largest", "0", "all"],
     ),
 ]
-MarginField = Annotated[
+_MarginField = Annotated[
     float,
     Form(
         ge=0.0,
@@ -78,7 +77,7 @@ MarginField = Annotated[
     response_class=Response,
     responses={
         200: {
-            "description": f"The avatar (or, with `face=all`, a sheet of them). {FACE_HEADERS_DOC}",
+            "description": f"The avatar (or, with `face=all`, a sheet of them). {_FACE_HEADERS_DOC}",
             "content": PICTURE_CONTENT,
         },
         **IMAGE_ERRORS,
@@ -95,23 +94,20 @@ async def avatar(
     _: SingleImage,
     ticket: AdmittedTicket,
     style: StyleField = None,
-    size: SizeField = None,
-    face: FaceField = "largest",
-    margin: MarginField = DEFAULT_MARGIN,
+    size: _SizeField = None,
+    face: _FaceField = "largest",
+    margin: _MarginField = DEFAULT_MARGIN,
     format: FormatField = "png",
     quality: QualityField = 90,
 ) -> Response:
     entry = resolve(registry, style)
-    side = avatar_side(size, services.settings)
-    check_upload_size(image.size, services.settings)
-    loaded = await acquire(registry, entry)
-    note(request, style=entry.name)
-    plan = avatar_plan(loaded, side, Faces(face_choice(face), margin), Output(format, quality))
-    gate = services.admission(ticket, lambda: client_gone(request))
-    return picture_response(request, await services.runner.run(plan, await image.read(), gate))
+    side = _avatar_side(size, services.settings)
+    (loaded,) = await load_styles(request, registry, [entry], image, services)
+    plan = avatar_plan(loaded, side, Faces(_face_choice(face), margin), Output(format, quality))
+    return await run_plan(request, services, ticket, plan, image)
 
 
-def avatar_side(size: int | None, settings: Settings) -> int:
+def _avatar_side(size: int | None, settings: Settings) -> int:
     if size is None:
         return min(512, settings.max_side_limit)
     if size > settings.max_side_limit:
@@ -119,5 +115,5 @@ def avatar_side(size: int | None, settings: Settings) -> int:
     return size
 
 
-def face_choice(face: str) -> FaceChoice:
+def _face_choice(face: str) -> FaceChoice:
     return face if face in ("largest", "all") else int(face)  # type: ignore[return-value]

@@ -8,6 +8,8 @@ from fastapi.responses import Response
 from animegan_api.http.deps import ReadyRegistry, ServicesDep
 from animegan_api.http.schemas import HealthResponse, ReadyResponse, error_doc
 
+__all__ = ["healthz", "metrics", "readyz"]
+
 router = APIRouter(tags=["health"])
 
 

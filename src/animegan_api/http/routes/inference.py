@@ -25,8 +25,26 @@ from animegan_api.http.deps import (
 )
 from animegan_api.http.schemas import error_doc
 from animegan_api.pictures import imaging
-from animegan_api.serving.plans import Output, compare_plan, transform_plan
+from animegan_api.runtime.predictors import LoadedStyle
+from animegan_api.runtime.registry import StyleEntry, StyleRegistry
+from animegan_api.serving.plans import Output, Plan, compare_plan, transform_plan
 from animegan_api.serving.runner import Converted
+from animegan_api.serving.services import Services
+from animegan_api.serving.tickets import Ticket
+
+__all__ = [
+    "IMAGE_ERRORS",
+    "PICTURE_CONTENT",
+    "FormatField",
+    "ImageField",
+    "QualityField",
+    "SingleImage",
+    "StyleField",
+    "compare",
+    "load_styles",
+    "run_plan",
+    "transform",
+]
 
 router = APIRouter(tags=["inference"])
 
@@ -53,7 +71,7 @@ ImageField = Annotated[
     UploadFile,
     File(description="The photo: JPEG, PNG, WebP, BMP, TIFF or GIF (first frame). The format is read from the bytes."),
 ]
-MaxSideField = Annotated[
+_MaxSideField = Annotated[
     int | None,
     Form(
         ge=16,
@@ -70,10 +88,10 @@ StyleField = Annotated[
         description="Style name from `GET /v1/styles`; the default style when omitted.", examples=["animeganv2_hayao"]
     ),
 ]
-KeepSizeField = Annotated[
+_KeepSizeField = Annotated[
     bool, Form(description="Return the picture at the upload's original size instead of the processed size.")
 ]
-StylesField = Annotated[
+_StylesField = Annotated[
     str | None,
     Form(
         description="Comma-separated style names; every available style (up to the limit) when omitted.",
@@ -105,19 +123,16 @@ async def transform(
     _: SingleImage,
     ticket: AdmittedTicket,
     style: StyleField = None,
-    max_side: MaxSideField = None,
-    keep_size: KeepSizeField = False,
+    max_side: _MaxSideField = None,
+    keep_size: _KeepSizeField = False,
     format: FormatField = "png",
     quality: QualityField = 90,
 ) -> Response:
     entry = resolve(registry, style)
     side = processed_side(max_side, services.settings)
-    check_upload_size(image.size, services.settings)
-    loaded = await acquire(registry, entry)
-    note(request, style=entry.name)
+    (loaded,) = await load_styles(request, registry, [entry], image, services)
     plan = transform_plan(loaded, side, Output(format, quality, keep_size))
-    gate = services.admission(ticket, lambda: client_gone(request))
-    return picture_response(request, await services.runner.run(plan, await image.read(), gate))
+    return await run_plan(request, services, ticket, plan, image)
 
 
 @router.post(
@@ -140,47 +155,62 @@ async def compare(
     registry: ReadyRegistry,
     _: SingleImage,
     ticket: AdmittedTicket,
-    styles: StylesField = None,
-    max_side: MaxSideField = None,
+    styles: _StylesField = None,
+    max_side: _MaxSideField = None,
     format: FormatField = "png",
     quality: QualityField = 90,
 ) -> Response:
     entries = resolve_many(registry, styles, services.settings.compare_max_styles)
     side = processed_side(max_side, services.settings)
+    loaded = await load_styles(request, registry, entries, image, services)
+    plan = compare_plan(loaded, side, Output(format, quality))
+    return await run_plan(request, services, ticket, plan, image, styles_header="X-Styles")
+
+
+async def load_styles(
+    request: Request, registry: StyleRegistry, entries: list[StyleEntry], image: UploadFile, services: Services
+) -> list[LoadedStyle]:
+    """The resolved styles' models, once the upload's declared size is within the limit (a lazy style loads now)."""
     check_upload_size(image.size, services.settings)
     loaded = [await acquire(registry, entry) for entry in entries]
-    note(request, style=",".join(entry.name for entry in entries))
-    plan = compare_plan(loaded, side, Output(format, quality))
-    gate = services.admission(ticket, lambda: client_gone(request))
-    return picture_response(request, await services.runner.run(plan, await image.read(), gate), "X-Styles")
+    _note(request, style=",".join(entry.name for entry in entries))
+    return loaded
 
 
-def picture_response(request: Request, result: Converted, styles_header: str = "X-Style") -> Response:
+async def run_plan(
+    request: Request, services: Services, ticket: Ticket, plan: Plan, image: UploadFile, styles_header: str = "X-Style"
+) -> Response:
+    """A route's plan through the service's runner, on the request's admitted ticket, answered as a picture."""
+    gate = services.admission(ticket, lambda: _client_gone(request))
+    return _picture_response(request, await services.runner.run(plan, await image.read(), gate), styles_header)
+
+
+def _picture_response(request: Request, result: Converted, styles_header: str = "X-Style") -> Response:
     """A converted picture with its headers, its facts noted for the access log (a cache hit ran nothing)."""
     if result.cache != "hit":
-        note(request, in_size=list(result.in_size or ()), out_size=list(result.out_size or ()))
-        note_timing(request, result.timing.get("queue", 0.0), result.timing.get("inference", 0.0))
-    headers = {"Server-Timing": server_timing(result.timing), styles_header: ",".join(result.styles), **result.headers}
+        _note(request, in_size=list(result.in_size or ()), out_size=list(result.out_size or ()))
+        _note_timing(request, result.timing.get("queue", 0.0), result.timing.get("inference", 0.0))
+    headers = {"Server-Timing": _server_timing(result.timing), styles_header: ",".join(result.styles), **result.headers}
     if result.cache:
         headers["X-Cache"] = result.cache
     return Response(result.body, media_type=result.media_type, headers=headers)
 
 
-def note(request: Request, **fields: object) -> None:
+def _note(request: Request, **fields: object) -> None:
     """Facts about this request for the access log and metrics (see observability.ObservabilityMiddleware)."""
     for name, value in fields.items():
         setattr(request.state, name, value)
 
 
-def note_timing(request: Request, queue_s: float, inference_s: float) -> None:
-    note(request, queue_ms=round(queue_s * 1000, 1), inference_ms=round(inference_s * 1000, 1))
+def _note_timing(request: Request, queue_s: float, inference_s: float) -> None:
+    _note(request, queue_ms=round(queue_s * 1000, 1), inference_ms=round(inference_s * 1000, 1))
 
 
-async def client_gone(request: Request) -> None:
+async def _client_gone(request: Request) -> None:
     """Completes when the client disconnects; the upload has been read by now."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
 
-def server_timing(timing: dict[str, float]) -> str:
+def _server_timing(timing: dict[str, float]) -> str:
     return ", ".join(f"{name};dur={seconds * 1000:.1f}" for name, seconds in timing.items())

@@ -11,6 +11,8 @@ from animegan_api.runtime.memory import LinearCost, SplitCost, resident_bytes
 from animegan_api.serving.services import Services
 from animegan_api.serving.sizing import largest_square_side
 
+__all__ = ["limits"]
+
 router = APIRouter(tags=["styles"])
 
 

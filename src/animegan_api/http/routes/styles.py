@@ -9,6 +9,8 @@ from animegan_api.http.routes.inference import IMAGE_ERRORS
 from animegan_api.http.schemas import StyleInfo, StylesResponse, UnavailableFile
 from animegan_api.runtime.registry import StyleEntry, StyleRegistry
 
+__all__ = ["describe", "list_styles"]
+
 router = APIRouter(tags=["styles"])
 
 
