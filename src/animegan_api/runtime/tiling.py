@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from animegan_api.runtime.model import ConvNormLReLU, Generator, InvertedResBlock, Upsample, layer_plan
+from animegan_api.runtime.moments import GroupMoments
 
 __all__ = ["ConvStep", "StripForward", "block_steps", "layer_step"]
 
@@ -170,7 +171,7 @@ class StripForward:
             in_h, in_w = resize_to
         out_h, out_w = step.output_size(in_h, in_w)
         rows = step.strip_rows(self.strip_pixels, out_w)
-        out, stats = _Stored(act=step.act), _Moments(n)
+        out, stats = _Stored(act=step.act), GroupMoments(n)
         for start in range(0, out_h, rows):
             stop = min(start + rows, out_h)
             first = start * conv.stride[0] - top
@@ -256,50 +257,6 @@ def _reflect(window: torch.Tensor, pad: tuple[int, int, int, int]) -> None:
     for k in range(1, right + 1):
         column = width - right - 1
         window[:, :, :, column + k].copy_(window[:, :, :, column - k])
-
-
-class _Moments:
-    """Per-sample count, mean and sum of squared deviations, merged strip by strip in float64 (Chan et al.)."""
-
-    def __init__(self, batch: int) -> None:
-        self.count = 0
-        self.mean = torch.zeros(batch, dtype=torch.float64)
-        self.m2 = torch.zeros(batch, dtype=torch.float64)
-
-    def add(self, part: torch.Tensor) -> None:
-        flat = part.permute(0, 2, 3, 1).reshape(part.shape[0], -1)  # a view when channels_last
-        n = int(flat.shape[1])
-        mean, m2 = self._moments(flat)
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean += delta * (n / total)
-        self.m2 += m2 + delta.square() * (self.count * n / total)
-        self.count = total
-
-    @staticmethod
-    def _moments(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each row's mean and sum of squared deviations.
-
-        A sum and a dot product run about seven times faster than Welford's
-        ``var_mean`` here; where the mean dwarfs the spread (cancellation would
-        eat the precision) that row takes the exact path instead.
-        """
-        n = int(flat.shape[1])
-        sums = flat.sum(dim=1).double()
-        squares = torch.stack([torch.dot(row, row) for row in flat]).double()
-        mean = sums / n
-        m2 = squares - sums * mean
-        for i in torch.nonzero(mean.square() * n > 64 * m2).flatten().tolist():
-            var, exact = torch.var_mean(flat[i], correction=0)
-            mean[i], m2[i] = float(exact), float(var) * n
-        return mean, m2
-
-    def affine(self, norm: nn.GroupNorm) -> tuple[torch.Tensor, torch.Tensor]:
-        """The norm as ``x * scale + shift`` per sample and channel, shaped to broadcast over NCHW."""
-        rstd = torch.rsqrt(self.m2 / self.count + norm.eps)
-        scale = rstd[:, None] * norm.weight.double()[None, :]
-        shift = norm.bias.double()[None, :] - self.mean[:, None] * scale
-        return scale.float()[:, :, None, None], shift.float()[:, :, None, None]
 
 
 def _sampling(index: torch.Tensor, in_size: int, out_size: int, mode: Upsample) -> tuple[torch.Tensor, ...]:
