@@ -14,6 +14,7 @@ from PIL import Image
 
 from animegan_api.config import Settings
 from animegan_api.pictures import imaging
+from animegan_api.pictures.sheets import contact_sheet
 from animegan_api.runtime.model import Generator
 from conftest import serving
 
@@ -253,5 +254,5 @@ def test_real_avatars_keep_the_face(shared: Path, tmp_path: Path) -> None:
     for name, avatar in tiles:
         assert avatar.size == (256, 256)
         assert len(detector.detect(avatar)) >= 1, f"the avatar of {name} no longer shows a face"
-    sheet = imaging.contact_sheet(tiles, (256, 256), columns=5)
+    sheet = contact_sheet(tiles, (256, 256), columns=5)
     sheet.save(Path(os.environ.get("ANIMEGAN_PICTURE_DIR", tmp_path)) / "avatars.png")

@@ -15,6 +15,7 @@ whole run.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from PIL import Image
 from animegan_api.pictures import imaging
 from animegan_api.pictures.faces import Face, FaceDetector
 from animegan_api.pictures.framing import Frame, centre_square, choose, cut, frame
+from animegan_api.pictures.sheets import contact_sheet
 from animegan_api.runtime.memory import give_back
 from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.serving import plans
@@ -128,7 +130,7 @@ class Runner:
         decoded = time.perf_counter()
         faces = await gate.pictures(self.detector.detect, source.rgb) if plan.faces else []
         detected = time.perf_counter()
-        pieces, headers = await gate.pictures(self._cut, plan, source, faces)
+        pieces, headers, source = await gate.pictures(self._cut, plan, source, faces)  # the full decode is let go
         if (wanted := plan.faces) and wanted.choice == "all":
             await gate.recount(plans.price(plan, header, self.max_faces, found=len(faces)))
         for piece in pieces:
@@ -138,7 +140,7 @@ class Runner:
         encoding = time.perf_counter()
         answer, out_size = await gate.pictures(_lay_out, plan, source, pieces)
         body = await gate.pictures(imaging.encode, answer, plan.output.format, plan.output.quality)
-        if max(header.decoded_pixels, out_size[0] * out_size[1]) >= _GIVE_BACK_PIXELS:
+        if max(header.original[0] * header.original[1], out_size[0] * out_size[1]) >= _GIVE_BACK_PIXELS:
             await gate.pictures(give_back)
         names = tuple(style.spec.name for style in plan.styles)
         timing = {"decode": decoded - started - waited}
@@ -167,8 +169,14 @@ class Runner:
     def _decode(self, data: bytes, scale: float) -> imaging.Prepared:
         return imaging.decode(data, max_pixels=self.max_pixels, scale=scale)
 
-    def _cut(self, plan: Plan, source: imaging.Prepared, faces: list[Face]) -> tuple[list[_Piece], dict[str, str]]:
-        """Every forward's input picture, and the face headers when faces were searched."""
+    def _cut(
+        self, plan: Plan, source: imaging.Prepared, faces: list[Face]
+    ) -> tuple[list[_Piece], dict[str, str], imaging.Prepared]:
+        """Every forward's input picture, the face headers when faces were searched, and what the layout keeps.
+
+        The layout needs the upload's alpha and size, and the original's tile on a
+        comparison sheet, not the decoded picture: it is let go before the forwards.
+        """
         pieces: list[_Piece] = []
         squares: list[Frame] = []
         chosen: list[int] = []
@@ -186,26 +194,30 @@ class Runner:
             for square, caption in zip(squares, captions, strict=True):
                 photo_side = max(1, round(square.side))
                 pieces.append(_Piece(tile.style, caption, cut(source.rgb, square, side), photo_side))
-        return pieces, (plans.face_headers(faces, chosen, squares) if plan.faces else {})
+        headers = plans.face_headers(faces, chosen, squares) if plan.faces else {}
+        if plan.with_original:
+            shown = imaging.fit(source, imaging.plan_size(*source.original_size, plan.side, 1)).rgb
+        else:
+            shown = pieces[0].picture
+        return pieces, headers, dataclasses.replace(source, rgb=shown)
 
 
 def _batch(picture: Image.Image) -> np.ndarray:
     return imaging.to_batch(picture)
 
 
-def _lay_out(plan: Plan, source: imaging.Prepared, pieces: list[_Piece]) -> tuple[Image.Image, tuple[int, int]]:
+def _lay_out(plan: Plan, kept: imaging.Prepared, pieces: list[_Piece]) -> tuple[Image.Image, tuple[int, int]]:
     """One picture as it is (at its original size with ``keep_size``), several as a captioned sheet."""
     outputs = [(piece.caption, piece.output) for piece in pieces if piece.output is not None]
-    if plan.with_original:
-        original = imaging.fit(source, imaging.plan_size(*source.original_size, plan.side, 1))
-        sheet = imaging.contact_sheet([("original", original.rgb), *outputs], original.rgb.size)
+    if plan.with_original:  # what _cut kept: the original's tile
+        sheet = contact_sheet([("original", kept.rgb), *outputs], kept.rgb.size)
         return sheet, sheet.size
     if len(outputs) > 1:
-        sheet = imaging.contact_sheet(outputs, outputs[0][1].size)
+        sheet = contact_sheet(outputs, outputs[0][1].size)
         return sheet, sheet.size
     piece, picture = pieces[0], outputs[0][1]
     if piece.photo_side is None:  # the whole picture: its alpha back, at its original size when asked
-        picture = imaging.finish(picture, source, plan.output.keep_size)
+        picture = imaging.finish(picture, kept, plan.output.keep_size)
     elif plan.output.keep_size and picture.width != piece.photo_side:
         picture = picture.resize((piece.photo_side, piece.photo_side), Image.Resampling.LANCZOS)
     return picture, picture.size
