@@ -1,4 +1,4 @@
-"""One plan, one runner: face styles framed alike on every entry point, and plans priced whole before any wait."""
+"""The runner behind every entry point: a face style framed alike everywhere, and plans priced whole."""
 
 from __future__ import annotations
 
