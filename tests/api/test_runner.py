@@ -108,3 +108,23 @@ async def test_a_sheet_of_three_faces_is_refused_before_it_waits_when_one_forwar
         gate.open()
         assert [r.status_code for r in await asyncio.gather(ahead, single)] == [200, 200]
         assert len(gate.inputs) == 2
+
+
+@pytest.mark.real_weights
+async def test_a_sheet_whose_faces_alone_outlast_the_deadline_is_413_before_any_forward(
+    make_client: Any, settings_for: Callable[..., Settings], shared: Path
+) -> None:
+    """6 s a face, 14 s deadline, nothing ahead: three faces (18 s) could never finish, so no forward starts."""
+    async with make_client(settings_for(request_timeout_s=14.0, cache_max_bytes=0)) as client:
+        gate = Gate(output=np.zeros_like)
+        gate.open()
+        swap_predictor(client, gate)
+        for _ in range(20):
+            client.app.state.services.engine.speed.record(gate, 3 * 64 * 64, 6.0)
+        group = (shared / "photos" / "group_01.jpg").read_bytes()
+        sheet = await client.post("/v1/avatar", files=upload(group), data={"face": "all", "size": "64"})
+        message = expect_error(sheet, 413, "too_large_for_deadline")
+        assert "3 forwards need about 18.0 s" in message and "fewer styles or faces" in message
+        single = await client.post("/v1/avatar", files=upload(group), data={"face": "1", "size": "64"})
+        assert single.status_code == 200, single.text
+        assert len(gate.inputs) == 1  # only the single face ever reached the model

@@ -101,10 +101,12 @@ class Admission:
     async def recount(self, price: Price) -> None:
         """503 now, with the predicted wait as Retry-After, when the work ahead would make these forwards late.
 
-        A plan whose cautious estimate alone is over its deadline (the average fits, or it would be 413 by now)
-        is let through: waiting would not help it, and the slot's own check still stops a hopeless forward.
+        A plan of several forwards (styles, faces) whose average model time alone outlasts the deadline is 413:
+        it could never finish. One whose cautious estimate alone is over its deadline (the average fits) is let
+        through: waiting would not help it, and the slot's own check still stops a hopeless forward.
         """
         speed, ticket = self.engine.speed, self.ticket
+        self._check_whole(price)
         own = sum(speed.cautious_s(style.predictor, 3 * w * h) for style, (w, h) in price.forwards)
         ahead = self.engine.backlog_s(besides=ticket)
         ticket.predicted_s = own
@@ -116,6 +118,19 @@ class Admission:
             f"{own:.1f} s, past its {ticket.timeout_s:g} s deadline; retry in {retry} s"
         )
         raise Refusal("overloaded", message, {"Retry-After": str(retry)})
+
+    def _check_whole(self, price: Price) -> None:
+        """413 for forwards that together, at their average speed, outlast the whole deadline."""
+        if len(price.forwards) < 2:
+            return  # one forward: its size was checked against the deadline already
+        speed, timeout = self.engine.speed, self.ticket.timeout_s
+        needed = sum(speed.expected_s(style.predictor, 3 * w * h) for style, (w, h) in price.forwards)
+        if needed > timeout:
+            message = (
+                f"its {len(price.forwards)} forwards need about {needed:.1f} s of model time, more than the "
+                f"{timeout:g} s deadline; ask for fewer styles or faces, or a smaller {price.size_field}"
+            )
+            raise Refusal("too_large_for_deadline", message)
 
     async def pictures(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.images.run(fn, *args)
