@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from animegan_api.runtime.model import InvertedResBlock, layer_plan
+from animegan_api.runtime.model import InvertedResBlock
 from animegan_api.runtime.tiling import ConvStep, StripForward, block_steps, layer_step
 
 __all__ = ["StripCost", "peak_bytes"]
@@ -41,7 +41,7 @@ def peak_bytes(forward: StripForward, width: int, height: int) -> int:
     """
     sizes: dict[str, tuple[int, int]] = {"input": (height, width)}
     shape, peak = (3, height, width), 0
-    for layer in layer_plan(forward.generator):
+    for layer in forward.plan:
         resize_to = sizes[layer.resize] if layer.resize else None
         module = layer.module
         steps = block_steps(module) if isinstance(module, InvertedResBlock) else (layer_step(module),)

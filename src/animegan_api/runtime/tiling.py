@@ -134,11 +134,12 @@ class StripForward:
         self.generator = generator
         self.upsample: Upsample = generator.upsample
         self.strip_pixels = strip_pixels
+        self.plan = layer_plan(generator)  # walked by every forward and every request's memory count
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         sizes = {"input": (int(x.shape[2]), int(x.shape[3]))}
         out = _Stored([(0, x.contiguous(memory_format=_CHANNELS_LAST))])
-        for layer in layer_plan(self.generator):
+        for layer in self.plan:
             resize_to = sizes[layer.resize] if layer.resize else None
             if isinstance(layer.module, InvertedResBlock):
                 out = self._block(out, layer.module)

@@ -105,11 +105,14 @@ class _Piece:
 
 
 class Runner:
-    """Runs plans; holds what every run shares: the face detector, the pixel limit, the cache."""
+    """Runs plans; holds what every run shares: the face detector, the pixel limit, the cache.
+
+    The detector may be None where no plan will frame faces (``convert`` of a plain style skips loading it).
+    """
 
     def __init__(
         self,
-        detector: FaceDetector,
+        detector: FaceDetector | None,
         max_pixels: int,
         max_faces: int,
         cache: ResultCache | None = None,
@@ -120,7 +123,7 @@ class Runner:
 
     async def run(self, plan: Plan, data: bytes, gate: Gate) -> Converted:
         started = time.perf_counter()
-        key = await gate.pictures(self._key, plan, data)
+        key = await gate.pictures(self._key, plan, data) if self.cache is not None and self.cache.enabled else None
         if key and (hit := self._lookup(key)):
             timing = {"cache": time.perf_counter() - started}
             return Converted(hit.body, hit.media_type, hit.styles, timing, "hit", headers=dict(hit.headers))
@@ -128,18 +131,17 @@ class Runner:
         waited = await gate.admit(plans.price(plan, header, self.max_faces))
         source = await gate.pictures(self._decode, data, header.scale)
         decoded = time.perf_counter()
-        faces = await gate.pictures(self.detector.detect, source.rgb) if plan.faces else []
+        faces = await gate.pictures(self._detect, source.rgb) if plan.faces else []
         detected = time.perf_counter()
         pieces, headers, source = await gate.pictures(self._cut, plan, source, faces)  # the full decode is let go
         if (wanted := plan.faces) and wanted.choice == "all":
             await gate.recount(plans.price(plan, header, self.max_faces, found=len(faces)))
         for piece in pieces:
-            batch = await gate.pictures(_batch, piece.picture)
+            batch = await gate.pictures(imaging.to_batch, piece.picture)
             output = await gate.forward(piece.style, batch)
             piece.output = await gate.pictures(imaging.from_output, output[0])
         encoding = time.perf_counter()
-        answer, out_size = await gate.pictures(_lay_out, plan, source, pieces)
-        body = await gate.pictures(imaging.encode, answer, plan.output.format, plan.output.quality)
+        body, out_size = await gate.pictures(_answer, plan, source, pieces)
         if max(header.original[0] * header.original[1], out_size[0] * out_size[1]) >= _GIVE_BACK_PIXELS:
             await gate.pictures(give_back)
         names = tuple(style.spec.name for style in plan.styles)
@@ -153,8 +155,13 @@ class Runner:
         media_type = plan.output.media_type
         return Converted(body, media_type, names, timing, "miss" if key else None, header.original, out_size, headers)
 
-    def _key(self, plan: Plan, data: bytes) -> str | None:
-        return cache_key(data, **plan.cache_fields()) if self.cache is not None and self.cache.enabled else None
+    def _key(self, plan: Plan, data: bytes) -> str:
+        return cache_key(data, **plan.cache_fields())
+
+    def _detect(self, picture: Image.Image) -> list[Face]:
+        if self.detector is None:
+            raise RuntimeError("this runner was made without a face detector, and the plan frames faces")
+        return self.detector.detect(picture)
 
     def _lookup(self, key: str) -> CachedResult | None:
         hit = self.cache.get(key) if self.cache is not None else None
@@ -202,22 +209,24 @@ class Runner:
         return pieces, headers, dataclasses.replace(source, rgb=shown)
 
 
-def _batch(picture: Image.Image) -> np.ndarray:
-    return imaging.to_batch(picture)
+def _answer(plan: Plan, kept: imaging.Prepared, pieces: list[_Piece]) -> tuple[bytes, tuple[int, int]]:
+    """The encoded answer and its size, in one trip to the picture threads."""
+    picture = _lay_out(plan, kept, pieces)
+    return imaging.encode(picture, plan.output.format, plan.output.quality), picture.size
 
 
-def _lay_out(plan: Plan, kept: imaging.Prepared, pieces: list[_Piece]) -> tuple[Image.Image, tuple[int, int]]:
+def _lay_out(plan: Plan, kept: imaging.Prepared, pieces: list[_Piece]) -> Image.Image:
     """One picture as it is (at its original size with ``keep_size``), several as a captioned sheet."""
     outputs = [(piece.caption, piece.output) for piece in pieces if piece.output is not None]
     if plan.with_original:  # what _cut kept: the original's tile
         sheet = contact_sheet([("original", kept.rgb), *outputs], kept.rgb.size)
-        return sheet, sheet.size
+        return sheet
     if len(outputs) > 1:
         sheet = contact_sheet(outputs, outputs[0][1].size)
-        return sheet, sheet.size
+        return sheet
     piece, picture = pieces[0], outputs[0][1]
     if piece.photo_side is None:  # the whole picture: its alpha back, at its original size when asked
         picture = imaging.finish(picture, kept, plan.output.keep_size)
     elif plan.output.keep_size and picture.width != piece.photo_side:
         picture = picture.resize((piece.photo_side, piece.photo_side), Image.Resampling.LANCZOS)
-    return picture, picture.size
+    return picture
