@@ -121,6 +121,12 @@ def load_file(path: Path, **options: Any) -> Any:
     return load_style(ModelFile(path, read_spec(path)), threads=1, warmup_side=32, **options)
 
 
+@pytest.fixture(autouse=True)
+def _job_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every app a test starts keeps its jobs in the test's own folder, never in the checkout."""
+    monkeypatch.setenv("ANIMEGAN_JOB_DIR", str(tmp_path / "jobs"))
+
+
 @pytest.fixture
 def weights_dir(tmp_path: Path) -> Path:
     """A weights folder with one random generator, style 'random'."""
@@ -201,3 +207,15 @@ def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "nhwc": save_onnx_generator(folder / "nhwc.onnx", nhwc=True),
         "nhwc16": save_onnx_generator(folder / "nhwc16.onnx", nhwc=True, multiple_of_16=True),
     }
+
+
+@pytest.fixture(scope="session")
+def shared_videos() -> Path:
+    """``../shared/videos``: Big Buck Bunny (25 fps, 5.1 AAC) and carphone (29.97 fps); see its PROVENANCE.md."""
+    folder = SHARED / "videos"
+    if (folder / "bigbuckbunny.mp4").is_file() and (folder / "carphone_pristine.mp4").is_file():
+        return folder
+    message = f"the real test clips are not under {folder}"
+    if os.environ.get("ANIMEGAN_REQUIRE_REAL_WEIGHTS") == "1":
+        pytest.fail(message + " (ANIMEGAN_REQUIRE_REAL_WEIGHTS=1)")
+    pytest.skip(message)
