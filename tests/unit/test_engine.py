@@ -196,3 +196,28 @@ async def test_a_new_ticket_counts_a_typical_forward_before_it_is_sized(engine: 
     with engine.admit() as later:
         assert later.predicted_s == engine.typical_s > 0
         assert engine.backlog_s() == pytest.approx(later.predicted_s)  # a burst's members see each other
+
+
+async def test_a_job_forward_waits_while_an_interactive_request_waits(engine: InferenceEngine) -> None:
+    gate = Gate()
+    first = asyncio.create_task(engine.run_background(gate, "job-1"))
+    await gate.started(1)
+    assert engine.admitted == 0 and engine.waiting == 0  # jobs hold no request place: a drain never waits on them
+    request = asyncio.create_task(_request(engine, gate, "request"))
+    await until(lambda: engine.waiting == 1)
+    second = asyncio.create_task(engine.run_background(gate, "job-2"))
+    gate.open()
+    await asyncio.gather(first, request, second)
+    assert gate.inputs == ["job-1", "request", "job-2"]  # the request waited for one forward, no more
+    await _idle(engine)
+    assert engine.background == 0
+
+
+async def test_a_running_job_forward_counts_in_the_predicted_wait(engine: InferenceEngine) -> None:
+    gate = Gate()
+    engine.speed.seed(gate, 1, 4.0)
+    job = asyncio.create_task(engine.run_background(gate, np.ones(1)))
+    await gate.started(1)
+    assert 3.0 < engine.backlog_s() <= 4.0
+    gate.open()
+    await job

@@ -59,6 +59,10 @@ class InferenceEngine:
         self.timeout_s = timeout_s
         self.admitted = 0
         self.running = 0
+        self.background = 0  # job forwards running now (counted in ``running`` too)
+        self._background_end = 0.0  # when the running job forward is expected to end, on the monotonic clock
+        self._idle = asyncio.Event()  # no interactive request is waiting
+        self._idle.set()
         self._tickets: set[Ticket] = set()
         self.typical_s = 0.0  # a recent request's model seconds, any style: the guess before its size is known
         self.speed = SpeedEstimates()
@@ -74,7 +78,8 @@ class InferenceEngine:
 
     @property
     def waiting(self) -> int:
-        return self.admitted - self.running
+        """Admitted interactive requests not yet running a forward."""
+        return self.admitted - (self.running - self.background)
 
     @property
     def full(self) -> bool:
@@ -89,6 +94,7 @@ class InferenceEngine:
         if self.full:
             raise Overloaded
         self.admitted += 1
+        self._idle.clear()
         limit = self.timeout_s if timeout_s is None else min(timeout_s, self.timeout_s)
         ticket = Ticket(time.monotonic() + limit, self._leave, timeout_s=limit, predicted_s=self.typical_s)
         self._tickets.add(ticket)  # counted at once: a burst's requests see each other before any is sized
@@ -98,6 +104,8 @@ class InferenceEngine:
         """Predicted seconds until a worker is free for one more request: the admitted work ahead, per worker."""
         now = time.monotonic()
         ahead = sum(ticket.left_to_run(now) for ticket in self._tickets if ticket is not besides)
+        if self.background:  # a job's forward holds a slot until it ends
+            ahead += max(0.0, self._background_end - now)
         return ahead / self.workers
 
     async def reserve(
@@ -154,6 +162,26 @@ class InferenceEngine:
             return await self.run(ticket, fn, batch, client_gone=client_gone)
         return await self._batcher.run(ticket, fn, batch, key, client_gone)
 
+    async def run_background(self, fn: Callable[..., T], *args: object) -> T:
+        """A job's forward: it takes a slot only while no interactive request is waiting for one.
+
+        Interactive requests come first. A job asks again after every forward,
+        so a request that arrives while a job runs waits at most for the one
+        forward in progress. A job has no deadline and no client to lose.
+        """
+        while True:
+            await self._idle.wait()
+            await self._slots.acquire()
+            if not self.waiting:
+                break
+            self._slots.release()  # a request arrived while this one waited: it goes first
+            self._idle.clear()
+        self.background += 1
+        self._background_end = time.monotonic() + self.speed.expected_s(fn, elements(args))
+        future = self.start(fn, *args)
+        future.add_done_callback(self._background_done)
+        return await asyncio.shield(future)
+
     async def take_slot(self) -> None:
         """A slot with no deadline or disconnect watch: for a batch, whose members each watch their own."""
         await self._slots.acquire()
@@ -164,6 +192,7 @@ class InferenceEngine:
     def start(self, fn: Callable[..., T], *args: object, count: int = 1) -> asyncio.Future[T]:
         """Run ``fn`` on the pool for ``count`` requests holding one slot; the slot returns when the thread is done."""
         self.running += count
+        self._note_waiting()
         started = time.perf_counter()
         future = asyncio.get_running_loop().run_in_executor(self._executor, self.speed.timed, fn, *args)
         future.add_done_callback(lambda done: self._finished(done, count, time.perf_counter() - started))
@@ -176,6 +205,7 @@ class InferenceEngine:
 
     def _leave(self, ticket: Ticket) -> None:
         self.admitted -= 1
+        self._note_waiting()
         self._tickets.discard(ticket)
         if self.budget is not None and ticket.reserved:
             self.budget.release(ticket.reserved)
@@ -187,6 +217,17 @@ class InferenceEngine:
             self.typical_s = each if not self.typical_s else 0.7 * self.typical_s + 0.3 * each
         self.running -= count
         self._slots.release()
+
+    def _background_done(self, _: asyncio.Future[Any]) -> None:
+        self.background -= 1
+        self._note_waiting()
+
+    def _note_waiting(self) -> None:
+        """Let job forwards through when no interactive request waits."""
+        if self.waiting <= 0:
+            self._idle.set()
+        else:
+            self._idle.clear()
 
     async def _acquire(self, ticket: Ticket, client_gone: Awaitable[object] | None) -> None:
         acquire = asyncio.ensure_future(self._slots.acquire())
