@@ -26,7 +26,8 @@ weights: $(STAMP)
 	fi
 
 serve: weights
-	ANIMEGAN_WEIGHTS_DIR="$(WEIGHTS_DIR)" $(BIN)/animegan-api serve
+	mkdir -p jobs
+	ANIMEGAN_WEIGHTS_DIR="$(WEIGHTS_DIR)" ANIMEGAN_JOB_DIR=jobs $(BIN)/animegan-api serve
 
 # ruff (lint and format) on everything, mypy strict on the package, the import contracts; then the suite.
 lint: $(STAMP)

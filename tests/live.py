@@ -20,7 +20,11 @@ class Server:
     def __init__(self, weights: Path, log: Path, *args: str, **env: str) -> None:
         self.log = log
         self.process, self.url = start_server(
-            weights, list(args), log=log, env={"ANIMEGAN_WARMUP_SIDE": "64", **env}, timeout_s=90
+            weights,
+            list(args),
+            log=log,
+            env={"ANIMEGAN_WARMUP_SIDE": "64", "ANIMEGAN_JOB_DIR": str(log.parent / "jobs"), **env},
+            timeout_s=90,
         )
         self.port = int(self.url.rsplit(":", 1)[1])
 

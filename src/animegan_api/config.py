@@ -119,6 +119,32 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="File with one API key per line (added to api_keys).")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    job_dir: Path = Field(
+        Path("jobs"), description="Folder for job inputs, results and the SQLite store of job records (created)."
+    )
+    job_workers: int = Field(1, ge=0, le=16, description="Jobs running at once (0: this replica runs none).")
+    job_ttl_s: int = Field(3600, ge=60, description="Seconds a finished job and its result are kept.")
+    job_disk_mb: int = Field(
+        4096, ge=16, description="MiB the job folder may hold; a job whose files would not fit is refused (507)."
+    )
+    job_max_upload_bytes: int = Field(512 * MiB, ge=1024, description="Largest upload to POST /v1/jobs.")
+    job_max_side_limit: int = Field(
+        4096, ge=16, description="Largest max_side of a picture job (pictures too large for one request)."
+    )
+    video_max_duration_s: float = Field(600.0, gt=0, description="Longest video a job takes, in seconds.")
+    video_max_frames: int = Field(20_000, ge=1, description="Most frames in a video job's source.")
+    video_max_frame_pixels: int = Field(
+        3840 * 2160, ge=1, description="Most pixels in one frame of the source (4K by default)."
+    )
+    video_max_total_pixels: int = Field(
+        30_000_000_000, ge=1, description="Most pixels in all the frames of the source together (decode work)."
+    )
+    batch_max_files: int = Field(500, ge=1, description="Most pictures in one ZIP batch.")
+    batch_max_bytes: int = Field(1024 * MiB, ge=1024, description="Most bytes a ZIP batch may inflate to.")
+    batch_max_ratio: float = Field(
+        200.0, ge=2, description="Highest compression ratio of one entry above 1 MiB (higher: a zip bomb)."
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = Field("text", description="json: one JSON object per line (containers).")
 

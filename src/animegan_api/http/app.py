@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added innermost first, so requests meet: observability > headers > CORS > upload cap > guard > routes.
     app.add_middleware(
         GuardMiddleware,
-        keys=settings.key_set(),
+        keys=settings.key_set() | _admin_keys(settings),
         limiter=Limiter(key_func=get_remote_address, enabled=settings.rate_limit_enabled),
         rate_limit=settings.rate_limit,
         trust_forwarded_for=settings.trust_forwarded_for,
@@ -69,12 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         UploadLimitMiddleware,
         max_bytes=settings.max_upload_bytes + _FORM_OVERHEAD_BYTES,
         chunk_timeout_s=settings.body_timeout_s,
+        job_max_bytes=settings.job_max_upload_bytes + _FORM_OVERHEAD_BYTES,
     )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["*"],
             expose_headers=[
                 "Server-Timing",
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "X-Styles",
                 "X-Request-ID",
                 "Retry-After",
+                "Location",
                 *FACE_HEADER_NAMES,
             ],
         )
@@ -90,6 +92,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     routes.install(app)
     return app
+
+
+def _admin_keys(settings: Settings) -> frozenset[str]:
+    """The admin key passes the guard too (it sees every job), where API keys are on."""
+    if settings.admin_key is None or not settings.key_set():
+        return frozenset()
+    return frozenset({settings.admin_key.get_secret_value()})
 
 
 def services_of(app: FastAPI) -> Services | None:
@@ -129,7 +138,7 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], Abstr
         finally:
             if hangup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-            services.close()
+            await services.close()
 
     return lifespan
 

@@ -7,7 +7,6 @@ headers alone, so a refused client's upload is never parsed or spooled.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import secrets
 import time
@@ -20,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from animegan_api.http import errors
 from animegan_api.http.errors import ApiError
-from animegan_api.http.security import client_address, matches_any, presented_key
+from animegan_api.http.security import client_address, key_identity, matches_any, presented_key
 
 __all__ = ["GuardMiddleware", "ResponseHeadersMiddleware", "UploadLimitMiddleware"]
 
@@ -33,10 +32,10 @@ _SECURITY_HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
-# The demo page runs only its own files; pictures are shown from blob: URLs it makes itself.
+# The demo page runs only its own files; pictures and the source video are shown from blob: URLs it makes itself.
 _PAGE_CSP = (
     b"content-security-policy",
-    b"default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; "
+    b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; "
     b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 )
 
@@ -62,17 +61,19 @@ class UploadLimitMiddleware:
     service's single JSON error shape, hence this one.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, chunk_timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, chunk_timeout_s: float, job_max_bytes: int = 0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.job_max_bytes = max(job_max_bytes, max_bytes)  # POST /v1/jobs takes videos and batches
         self.chunk_timeout_s = chunk_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        cap = self.job_max_bytes if scope["path"] == "/v1/jobs" else self.max_bytes
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isdigit() and int(declared) > cap:
             await _answer(scope, send, ApiError("upload_too_large", "the upload is too large"), close=True)
             return
         received = 0
@@ -90,7 +91,7 @@ class UploadLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 body_done = not message.get("more_body", False)
-                if received > self.max_bytes:
+                if received > cap:
                     raise _BodyTooLarge
             return message
 
@@ -146,7 +147,7 @@ class GuardMiddleware:
             if not matches_any(presented, self.keys):
                 await _refuse(scope, receive, send, ApiError("forbidden", "unknown API key"))
                 return
-            identity = "key:" + hashlib.sha256(presented.encode()).hexdigest()[:16]
+            identity = key_identity(presented)
         if self.limiter.enabled and (retry_after := self._over_limit(identity)) is not None:
             limited = ApiError(
                 "rate_limited", f"rate limit exceeded ({self.limits[0]})", {"Retry-After": str(retry_after)}

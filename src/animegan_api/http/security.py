@@ -6,6 +6,7 @@ dependency, so both read the same headers the same way.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-__all__ = ["client_address", "is_loopback", "matches_any", "presented_key"]
+__all__ = ["client_address", "is_loopback", "key_identity", "matches_any", "presented_key"]
 
 
 def client_address(scope: Scope, headers: Headers, trust_forwarded_for: bool) -> str:
@@ -30,6 +31,11 @@ def presented_key(headers: Headers) -> str:
         return key
     scheme, _, token = headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def key_identity(presented: str) -> str:
+    """Who a key is, without the key: for rate limits and for the owner of a job."""
+    return "key:" + hashlib.sha256(presented.encode()).hexdigest()[:16]
 
 
 def matches_any(presented: str, keys: list[bytes]) -> bool:

@@ -36,8 +36,10 @@ __all__ = [
     "finish",
     "fit",
     "from_output",
+    "has_accepted_signature",
     "plan_size",
     "prepare",
+    "public_formats",
     "sizes",
     "to_batch",
 ]
@@ -209,9 +211,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"the picture has too many pixels ({_short(exc)})") from exc
     except UnidentifiedImageError as exc:
-        if _has_accepted_signature(data):
+        if has_accepted_signature(data):
             raise CorruptImage("the data starts like an accepted format but cannot be read") from exc
-        raise UnsupportedImage(f"not a supported picture; accepted formats: {', '.join(_public_formats())}") from exc
+        raise UnsupportedImage(f"not a supported picture; accepted formats: {', '.join(public_formats())}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         raise CorruptImage(f"the picture header is corrupt ({_short(exc)})") from exc
     width, height = image.size
@@ -271,12 +273,12 @@ def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
 
-def _has_accepted_signature(data: bytes) -> bool:
+def has_accepted_signature(data: bytes) -> bool:
     """Magic bytes of an accepted format: broken data behind them is corrupt (400), not unsupported (415)."""
     return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
-def _public_formats() -> list[str]:
+def public_formats() -> list[str]:
     return ["JPEG", "PNG", "WebP", "BMP", "TIFF", "GIF"]
 
 

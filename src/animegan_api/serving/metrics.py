@@ -7,6 +7,7 @@ serving code observes queue and model time and the result cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -67,7 +68,28 @@ class Metrics:
         self.memory_reserved = Gauge(
             "animegan_memory_reserved_bytes", "Memory admitted requests have reserved.", registry=r
         )
+        self.jobs = Gauge("animegan_jobs", "Jobs kept, by status.", ["status"], registry=r)
+        self.job_queue = Gauge("animegan_job_queue_depth", "Jobs waiting for a job worker.", registry=r)
+        self.job_units = Counter(
+            "animegan_job_units_total",
+            "Frames (video) and pictures (batch, picture) jobs finished.",
+            ["kind"],
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "animegan_job_duration_seconds",
+            "Time a job ran, by kind and final status.",
+            ["kind", "status"],
+            buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 3600),
+            registry=r,
+        )
         self.memory_waiting = Gauge("animegan_memory_waiting_requests", "Requests waiting for memory.", registry=r)
+
+    def watch_jobs(self, store: Any) -> None:
+        """Jobs by status and the queue's depth, read from the store when scraped."""
+        for status in ("queued", "running", "succeeded", "failed", "canceled"):
+            self.jobs.labels(status).set_function(_count_of(store, status))
+        self.job_queue.set_function(lambda: store.counts().get("queued", 0))
 
     def watch_engine(self, engine: Any, cache: Any) -> None:
         self.in_flight.set_function(lambda: engine.running)
@@ -84,3 +106,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _count_of(store: Any, status: str) -> Callable[[], float]:
+    return lambda: float(store.counts().get(status, 0))

@@ -20,6 +20,8 @@ from animegan_api.serving.admission import Admission, ImagePool
 from animegan_api.serving.budget import Budget
 from animegan_api.serving.cache import ResultCache
 from animegan_api.serving.engine import InferenceEngine
+from animegan_api.serving.jobs.manager import JobManager
+from animegan_api.serving.jobs.store import SqliteJobStore
 from animegan_api.serving.metrics import Metrics
 from animegan_api.serving.runner import Runner
 from animegan_api.serving.tickets import Ticket
@@ -38,6 +40,7 @@ class Services:
     images: ImagePool
     cache: ResultCache
     runner: Runner
+    jobs: JobManager
     draining: bool = False
     closed: bool = False
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
@@ -62,7 +65,12 @@ class Services:
         cache = ResultCache(settings.cache_max_bytes)
         metrics.watch_engine(engine, cache)
         runner = Runner(detector, settings.max_pixels, settings.avatar_max_faces, cache, metrics)
-        return cls(settings, metrics, registry, engine, images, cache, runner)
+        store = await asyncio.to_thread(SqliteJobStore, settings.job_dir / "jobs.db")
+        services: Services
+        jobs = JobManager(settings, store, engine, images, runner, lambda: services.registry, metrics)
+        services = cls(settings, metrics, registry, engine, images, cache, runner, jobs)
+        jobs.start()
+        return services
 
     def admission(self, ticket: Ticket, client_gone: Callable[[], Awaitable[object]]) -> Admission:
         """The gate an admitted request's plan runs through."""
@@ -87,8 +95,10 @@ class Services:
         log.info("styles reloaded: %s", self.registry.names)
         return self.registry
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Jobs stop and go back in the queue, then the threads end."""
         self.closed = True
+        await self.jobs.close()
         self.engine.shutdown()
         self.images.shutdown()
 

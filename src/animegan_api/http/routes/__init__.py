@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from animegan_api.http.errors import install_handlers
-from animegan_api.http.routes import admin, avatar, demo, health, inference, limits, styles
+from animegan_api.http.routes import admin, avatar, demo, health, inference, jobs, limits, styles
 
 __all__ = ["install"]
 
@@ -17,7 +17,7 @@ def install(app: FastAPI) -> None:
     decides on them before the upload is read, which a route (whose form
     FastAPI parses before calling it) cannot do.
     """
-    for module in (inference, avatar, styles, limits, admin, demo, health):
+    for module in (inference, avatar, jobs, styles, limits, admin, demo, health):
         app.include_router(module.router)
     app.mount("/static", demo.static_files(), name="static")
     install_handlers(app)

@@ -1,0 +1,343 @@
+"""``/v1/jobs``: long work (videos, ZIP batches, pictures too large for one request) submitted, watched, collected.
+
+A submit is checked as far as headers allow before it is queued (kind,
+limits, memory, disk), so a job that could never run is refused now, with
+the error a request would get. Jobs belong to the API key that submitted
+them; another key gets 404, the admin key sees every job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+
+from animegan_api.config import Settings
+from animegan_api.http.deps import ReadyRegistry, ServicesDep, acquire, resolve, validation_error
+from animegan_api.http.errors import ApiError
+from animegan_api.http.job_schemas import JobDocument, JobList
+from animegan_api.http.routes.inference import FormatField, QualityField, StyleField
+from animegan_api.http.schemas import error_doc, error_or_validation_doc
+from animegan_api.http.security import key_identity, presented_key
+from animegan_api.pictures.framing import DEFAULT_MARGIN
+from animegan_api.runtime.memory import MiB
+from animegan_api.runtime.predictors import LoadedStyle
+from animegan_api.serving.jobs.intake import Intake, inspect_upload, sniff, unit_need
+from animegan_api.serving.jobs.records import Job, JobKind
+from animegan_api.serving.services import Services
+
+__all__ = ["Caller", "delete_job", "get_job", "job_events", "job_result", "list_jobs", "submit_job"]
+
+router = APIRouter(tags=["jobs"])
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: error_doc("No such job, or it belongs to another API key (`job_not_found`).")
+}
+_SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: error_doc("Unknown `style` (`unknown_style`)."),
+    413: error_doc(
+        "Upload above `job_max_upload_bytes` (`upload_too_large`); a video longer or larger than the limits "
+        "(`video_too_long`, `video_too_large`); a ZIP over its file count, inflated size or ratio "
+        "(`archive_too_large`); a frame or picture that could never fit the memory budget (`too_large_for_memory`)."
+    ),
+    415: error_doc("Not an MP4/MOV or Matroska/WebM video, a ZIP or a picture (`unsupported_format`)."),
+    422: error_or_validation_doc(
+        "A video that cannot be decoded (`invalid_video`), a broken, encrypted or nested ZIP (`invalid_archive`), "
+        "or a parameter out of range."
+    ),
+    503: error_doc("The service is starting or draining (`not_ready`, `shutting_down`)."),
+    507: error_doc("The job folder has no room for this job's files (`insufficient_storage`); see `Retry-After`."),
+}
+_MaxSideField = Annotated[
+    int | None,
+    Form(
+        ge=16,
+        description="Longest side of the processed frames or pictures (never upscaled); for `mode=avatar` the "
+        "avatar's side. Default 512; at most `max_side_limit`, or `job_max_side_limit` for a single picture.",
+    ),
+]
+_FpsField = Annotated[
+    float | None,
+    Form(
+        gt=0,
+        le=240,
+        description="Videos: frames per second of the result, at most the source's (higher keeps "
+        "every frame); frames are dropped evenly and keep their timestamps.",
+    ),
+]
+_DeflickerField = Annotated[
+    bool,
+    Form(
+        description="Videos: steady each frame's mean colour against the frames before it (the model restyles "
+        "each frame alone). Off by default: on the test clips AnimeGANv2's colour moved less than half a level "
+        "a frame and smoothing did not lower it; see docs/jobs.md."
+    ),
+]
+_ModeField = Annotated[
+    Literal["transform", "avatar"], Form(description="ZIP batches and pictures: whole pictures, or face avatars.")
+]
+_FaceField = Annotated[str, Form(pattern=r"^(largest|all|[0-9]{1,3})$", description="`mode=avatar`: which face.")]
+_MarginField = Annotated[float, Form(ge=0.0, le=3.0, description="`mode=avatar`: room around the face.")]
+_IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="A retried submit with the same key returns the job it made (200) instead of a second one.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whose jobs a request may see: its key's (None with keys off: every job), or all with the admin key."""
+
+    owner: str | None
+    admin: bool
+
+
+async def job_caller(request: Request, services: ServicesDep) -> Caller:
+    settings = services.settings
+    presented = presented_key(request.headers)
+    admin_key = settings.admin_key.get_secret_value().encode() if settings.admin_key else b""
+    admin = bool(admin_key and presented) and hmac.compare_digest(presented.encode(), admin_key)
+    keys_on = bool(settings.api_keys or settings.api_keys_file)
+    return Caller(key_identity(presented) if keys_on and presented else None, admin)
+
+
+CallerDep = Annotated[Caller, Depends(job_caller)]
+
+
+@router.post(
+    "/v1/jobs",
+    summary="Submit a video, a ZIP of pictures, or one large picture as a job",
+    status_code=202,
+    response_model=JobDocument,
+    responses={200: {"description": "A retry with a known `Idempotency-Key`: the job it made."}, **_SUBMIT_ERRORS},
+)
+async def submit_job(
+    request: Request,
+    file: Annotated[UploadFile, File(description="A video (MP4/MOV, Matroska/WebM), a ZIP of pictures, or a picture.")],
+    services: ServicesDep,
+    registry: ReadyRegistry,
+    caller: CallerDep,
+    idempotency_key: _IdempotencyKey = None,
+    style: StyleField = None,
+    max_side: _MaxSideField = None,
+    format: FormatField = "png",
+    quality: QualityField = 90,
+    fps: _FpsField = None,
+    deflicker: _DeflickerField = False,
+    mode: _ModeField = "transform",
+    face: _FaceField = "largest",
+    margin: _MarginField = DEFAULT_MARGIN,
+) -> Response:
+    jobs, settings = services.jobs, services.settings
+    if idempotency_key and (known := jobs.store.by_key(caller.owner, idempotency_key)):
+        return _document(services, known, 200)
+    kind = sniff(await file.read(16))
+    side = _side(kind, max_side, settings)
+    if kind == "video" and mode == "avatar":
+        raise validation_error("mode", "Videos are transformed whole; mode=avatar is for batches and pictures", mode)
+    entry = resolve(registry, style)
+    loaded = await acquire(registry, entry)
+    upload = await _spool(file, settings.job_dir / "incoming")
+    try:
+        intake = await asyncio.to_thread(inspect_upload, upload, settings, loaded, side, fps)
+        _check_memory(services, loaded, intake)
+        options: dict[str, Any] = {"max_side": side}
+        if kind == "video":
+            options |= {"fps": fps, "deflicker": deflicker}
+        else:
+            options |= {"mode": mode, "format": format, "quality": quality}
+        if mode == "avatar" and kind != "video":
+            options |= {"face": face, "margin": margin}
+        job, created = jobs.submit(
+            upload,
+            intake,
+            entry.name,
+            options,
+            owner=caller.owner,
+            idempotency_key=idempotency_key,
+            input_name=(file.filename or "")[:200],
+            seconds_per_unit=_unit_seconds(services, loaded, intake),
+        )
+    finally:
+        upload.unlink(missing_ok=True)
+    request.state.style = entry.name
+    return _document(services, job, 202 if created else 200)
+
+
+@router.get("/v1/jobs", summary="List the caller's jobs, newest first", response_model=JobList)
+async def list_jobs(
+    services: ServicesDep,
+    caller: CallerDep,
+    status: Annotated[
+        Literal["queued", "running", "succeeded", "failed", "canceled"] | None, Query(description="Only this status.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the page before.")] = None,
+) -> JobList:
+    owner = None if caller.admin else caller.owner
+    jobs = services.jobs.store.page(owner, status, limit + 1, _read_cursor(cursor))
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    documents = [JobDocument.model_validate(services.jobs.document(job)) for job in jobs]
+    return JobList(jobs=documents, next_cursor=_cursor(jobs[-1]) if more else None)
+
+
+@router.get(
+    "/v1/jobs/{job_id}", summary="A job's status, progress and result", response_model=JobDocument, responses=_NOT_FOUND
+)
+async def get_job(job_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    return _document(services, _visible(services, job_id, caller), 200)
+
+
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    summary="Server-Sent Events: the job document at every change, until it ends",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`text/event-stream`; each event's `data` is the job document and its `id` the job's "
+            "version (send it back as `Last-Event-ID` to resume). Progress comes at most every 0.5 s; the stream "
+            "ends after `succeeded`, `failed` or `canceled`.",
+            "content": {"text/event-stream": {}},
+        },
+        **_NOT_FOUND,
+    },
+)
+async def job_events(
+    job_id: str,
+    services: ServicesDep,
+    caller: CallerDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> StreamingResponse:
+    _visible(services, job_id, caller)
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+
+    async def stream() -> AsyncIterator[str]:
+        yield "retry: 2000\n\n"
+        async for job in services.jobs.changes(job_id, after):
+            if job is None:
+                yield ": keep-alive\n\n"
+                continue
+            yield f"id: {job.version}\ndata: {json.dumps(services.jobs.document(job))}\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+@router.get(
+    "/v1/jobs/{job_id}/result",
+    summary="Download a finished job's result (videos: HTTP Range, for seeking)",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The MP4, ZIP (with `manifest.json`) or picture.",
+            "content": {"video/mp4": {}, "application/zip": {}, "image/png": {}},
+        },
+        206: {"description": "The byte range asked for with `Range`."},
+        409: error_doc("The job has not succeeded (`job_not_finished`)."),
+        **_NOT_FOUND,
+    },
+)
+async def job_result(job_id: str, services: ServicesDep, caller: CallerDep) -> FileResponse:
+    job = _visible(services, job_id, caller)
+    if job.status != "succeeded" or not job.result_name:
+        raise ApiError("job_not_finished", f"the job is {job.status}; its result is served once it has succeeded")
+    path = services.jobs.folder / job.id / job.result_name
+    disposition = "inline" if job.kind == "video" else "attachment"
+    name = Path(job.input_name or "result").stem[:80] + "_anime" + Path(job.result_name).suffix
+    return FileResponse(path, media_type=job.content_type, filename=name, content_disposition_type=disposition)
+
+
+@router.delete(
+    "/v1/jobs/{job_id}",
+    summary="Cancel a job, or delete a finished one and its result",
+    response_model=JobDocument,
+    responses={204: {"description": "The finished job and its result are deleted."}, **_NOT_FOUND},
+)
+async def delete_job(job_id: str, services: ServicesDep, caller: CallerDep) -> Response:
+    job = await services.jobs.cancel(_visible(services, job_id, caller))
+    return Response(status_code=204) if job is None else _document(services, job, 200)
+
+
+def _visible(services: Services, job_id: str, caller: Caller) -> Job:
+    job = services.jobs.get(job_id, caller.owner, caller.admin)
+    if job is None:
+        raise ApiError("job_not_found", f"no job {job_id[:64]!r}")
+    return job
+
+
+def _document(services: Services, job: Job, status: int) -> JSONResponse:
+    headers = {"Location": f"/v1/jobs/{job.id}"}
+    return JSONResponse(services.jobs.document(job), status, headers=headers)
+
+
+def _side(kind: JobKind, max_side: int | None, settings: Settings) -> int:
+    limit = settings.job_max_side_limit if kind == "picture" else settings.max_side_limit
+    side = settings.default_max_side if max_side is None else max_side
+    if side > limit:
+        raise validation_error("max_side", f"Input should be less than or equal to {limit} for a {kind} job", side)
+    return side
+
+
+async def _spool(file: UploadFile, folder: Path) -> Path:
+    """The upload copied into the job folder's disk (never held in memory whole)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / secrets.token_hex(8)
+    await file.seek(0)
+
+    def copy(source: IO[bytes]) -> None:
+        with target.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+
+    await asyncio.to_thread(copy, file.file)
+    return target
+
+
+def _check_memory(services: Services, style: LoadedStyle, intake: Intake) -> None:
+    budget = services.engine.budget
+    need = unit_need(style, intake.unit_size)
+    if budget is not None and not budget.fits(need.nbytes):
+        message = (
+            f"one {'frame' if intake.kind == 'video' else 'picture'} needs {need.nbytes / MiB:.0f} MiB, more than the "
+            f"{budget.capacity / MiB:.0f} MiB one piece of work may have; the largest max_side that fits is "
+            f"{need.largest_side(budget.capacity)}"
+        )
+        raise ApiError("too_large_for_memory", message)
+
+
+def _unit_seconds(services: Services, style: LoadedStyle, intake: Intake) -> float:
+    speed = services.engine.speed
+    if style.warm_timing:
+        speed.seed(style.predictor, *style.warm_timing)
+    width, height = intake.unit_size
+    return speed.expected_s(style.predictor, 3 * width * height)
+
+
+def _cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at!r}|{job.id}".encode()).decode()
+
+
+def _read_cursor(cursor: str | None) -> tuple[float, str] | None:
+    if not cursor:
+        return None
+    try:
+        created, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return float(created), job_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise validation_error("cursor", "Not a cursor this service gave", cursor) from None
