@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import pytest
 from PIL import Image
 
 from animegan_api.cli import main
 from conftest import picture_bytes
+from videos import make_clip
 
 
 def test_convert_files_and_folders_reports_bad_files(
@@ -108,3 +110,27 @@ def test_convert_avatar_frames_faces_and_reports_pictures_without_one(
     assert Image.open(sheet / "group_01.png").width > 3 * 64
     assert main(command(inputs, out, "--face", "left")) == 2
     assert "--face must be" in capsys.readouterr().err
+
+
+def test_convert_a_video_to_a_named_file_with_its_sound(weights_dir: Path, tmp_path: Path) -> None:
+    source = make_clip(tmp_path / "clip.mov", size=(66, 50), frames=10, audio="aac")
+    target = tmp_path / "out.mp4"
+    arguments = ["convert", str(source), "-o", str(target), "--weights-dir", str(weights_dir), "--max-side", "64"]
+    assert main(arguments) == 0
+    with av.open(str(target)) as result:
+        video = result.streams.video[0]
+        assert (video.frames, video.codec_context.width, video.codec_context.height) == (10, 64, 48)
+        assert [s.type for s in result.streams] == ["video", "audio"]
+    assert main(arguments) == 0 and target.stat().st_size > 0  # an existing result is kept, not redone
+
+
+def test_convert_a_folder_of_pictures_and_videos(weights_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "clip.mp4", frames=6)
+    (folder / "photo.png").write_bytes(picture_bytes())
+    out = tmp_path / "out"
+    assert main(["convert", str(folder), "-o", str(out), "--weights-dir", str(weights_dir), "--fps", "12.5"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "photo.png"]
+    with av.open(str(out / "clip.mp4")) as result:
+        assert result.streams.video[0].frames == 3

@@ -14,17 +14,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from animegan_api.config import Settings
 
 __all__ = ["main", "reexec_with_hugepage_malloc"]
-
-if TYPE_CHECKING:
-    from animegan_api.runtime.predictors import LoadedStyle
-    from animegan_api.serving.plans import Plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,8 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     styles.set_defaults(command=_styles)
 
     convert = sub.add_parser("convert", help="convert files and folders offline: the plans and runner the service uses")
-    convert.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    convert.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
+    convert.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="pictures, videos and folders")
+    convert.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT", help="a folder (or, for one video, a .mp4 file)"
+    )
     convert.add_argument("--style")
     convert.add_argument("--max-side", type=int)
     convert.add_argument("--keep-size", action="store_true")
@@ -84,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--face", default="largest", help="with --avatar: largest, all (a sheet), or an index")
     convert.add_argument("--margin", type=float, default=0.6, help="with --avatar: room around the face (0-3)")
+    convert.add_argument("--fps", type=float, help="videos: frames per second of the result (at most the source's)")
+    convert.add_argument(
+        "--deflicker", action="store_true", help="videos: steady each frame's mean colour (see docs/jobs.md)"
+    )
     convert.set_defaults(command=_convert)
 
     health = sub.add_parser(
@@ -194,54 +196,9 @@ def _styles(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from animegan_api.cli.convert import convert_files
-    from animegan_api.pictures.faces import FaceDetector
-    from animegan_api.runtime.registry import build_registry
-    from animegan_api.runtime.weights import WeightsError
-    from animegan_api.serving.runner import Runner
+    from animegan_api.cli.convert import run
 
-    settings = _settings(args, "weights_dir", "backend", "threads")
-    registry = build_registry(settings.weights_dir, backend=settings.backend, threads=settings.threads, lazy=True)
-    entry = registry.lookup(args.style)
-    if entry is None:
-        names = ", ".join(registry.entries) or "none"
-        where = f"{args.style or '(default)'} not found in {settings.weights_dir}"
-        return _fail(f"style {where}; available: {names}")
-    max_side = args.max_side or settings.default_max_side
-    if not 16 <= max_side <= settings.max_side_limit or not 1 <= args.quality <= 100:
-        return _fail(f"--max-side must be 16..{settings.max_side_limit} and --quality 1..100")
-    registry.warmup_side = 64
-    try:
-        registry.load(entry)
-    except WeightsError as exc:
-        return _fail(str(exc))
-    assert entry.loaded is not None
-    plan = _plan(args, entry.loaded, max_side)
-    if plan is None:
-        return _fail("--face must be largest, all or a face index, and --margin 0..3")
-    detector = FaceDetector(settings.face_detect_side) if plan.faces else None  # 0.6 s to load dlib's models
-    runner = Runner(detector, settings.max_pixels, settings.avatar_max_faces)
-    outcome = convert_files(runner, plan, args.inputs, args.output, workers=args.workers, overwrite=args.overwrite)
-    print(
-        f"converted {outcome.converted}, skipped {outcome.skipped} existing, failed {len(outcome.failures)}",
-        file=sys.stderr,
-    )
-    for line in outcome.failures:
-        print(f"  failed: {line}", file=sys.stderr)
-    return 1 if outcome.failures else 0
-
-
-def _plan(args: argparse.Namespace, style: LoadedStyle, side: int) -> Plan | None:
-    """The plan the matching route would build (``--avatar``: /v1/avatar's); None for a bad --face or --margin."""
-    from animegan_api.serving.plans import Faces, Output, avatar_plan, transform_plan
-
-    output = Output(args.format, args.quality, args.keep_size)
-    if not args.avatar:
-        return transform_plan(style, side, output)
-    if not (args.face in ("largest", "all") or args.face.isdigit()) or not 0 <= args.margin <= 3:
-        return None
-    face = args.face if args.face in ("largest", "all") else int(args.face)
-    return avatar_plan(style, side, Faces(face, args.margin), output)
+    return run(args, _settings(args, "weights_dir", "backend", "threads"))
 
 
 def _healthcheck(args: argparse.Namespace) -> int:

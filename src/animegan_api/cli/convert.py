@@ -1,4 +1,4 @@
-"""Offline conversion of files and folders (``animegan-api convert``): the service's plans and runner.
+"""Offline conversion of files and folders (``animegan-api convert``): the service's plans, runner and video pipeline.
 
 Every input is paired with its output before any work starts, so two inputs
 that would write the same file are reported, never raced; bad files are
@@ -7,6 +7,7 @@ reported and the rest carry on.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from collections.abc import Iterator, Sequence
@@ -16,11 +17,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from animegan_api.cli.video import convert_video_file, is_video, video_target
+from animegan_api.config import Settings
 from animegan_api.failures import Refusal
-from animegan_api.serving.plans import Plan
+from animegan_api.pictures.faces import FaceDetector
+from animegan_api.runtime.predictors import LoadedStyle
+from animegan_api.runtime.registry import build_registry
+from animegan_api.runtime.weights import WeightsError
+from animegan_api.serving.plans import Faces, Output, Plan, avatar_plan, transform_plan
 from animegan_api.serving.runner import Offline, Runner
 
-__all__ = ["Outcome", "convert", "convert_files", "expand"]
+__all__ = ["Outcome", "convert", "convert_files", "expand", "run"]
 
 _OUTPUT_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 
@@ -30,6 +37,68 @@ class Outcome:
     converted: int = 0
     skipped: int = 0
     failures: list[str] = field(default_factory=list)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """The ``convert`` command: load the style, then every picture through its plan and every video through frames."""
+    registry = build_registry(settings.weights_dir, backend=settings.backend, threads=settings.threads, lazy=True)
+    entry = registry.lookup(args.style)
+    if entry is None:
+        names = ", ".join(registry.entries) or "none"
+        return _fail(f"style {args.style or '(default)'} not found in {settings.weights_dir}; available: {names}")
+    max_side = args.max_side or settings.default_max_side
+    if not 16 <= max_side <= settings.max_side_limit or not 1 <= args.quality <= 100:
+        return _fail(f"--max-side must be 16..{settings.max_side_limit} and --quality 1..100")
+    registry.warmup_side = 64
+    try:
+        registry.load(entry)
+    except WeightsError as exc:
+        return _fail(str(exc))
+    assert entry.loaded is not None
+    plan = _plan(args, entry.loaded, max_side)
+    if plan is None:
+        return _fail("--face must be largest, all or a face index, and --margin 0..3")
+    files = list(expand(args.inputs))
+    videos = [path for path in files if is_video(path)]
+    if videos and args.avatar:
+        return _fail("--avatar takes pictures; videos are converted whole")
+    pictures = [path for path in files if path not in videos]
+    detector = FaceDetector(settings.face_detect_side) if plan.faces and pictures else None  # 0.6 s for dlib
+    runner = Runner(detector, settings.max_pixels, settings.avatar_max_faces)
+    outcome = Outcome()
+    if pictures:
+        outcome = convert_files(runner, plan, pictures, args.output, workers=args.workers, overwrite=args.overwrite)
+    for video in videos:
+        target = video_target(video, args.output, single=len(files) == 1)
+        if target.exists() and not args.overwrite:
+            outcome.skipped += 1
+        elif failure := convert_video_file(entry.loaded, video, target, max_side, args.fps, args.deflicker):
+            outcome.failures.append(failure)
+        else:
+            outcome.converted += 1
+    print(
+        f"converted {outcome.converted}, skipped {outcome.skipped} existing, failed {len(outcome.failures)}",
+        file=sys.stderr,
+    )
+    for line in outcome.failures:
+        print(f"  failed: {line}", file=sys.stderr)
+    return 1 if outcome.failures else 0
+
+
+def _plan(args: argparse.Namespace, style: LoadedStyle, side: int) -> Plan | None:
+    """The plan the matching route would build (``--avatar``: /v1/avatar's); None for a bad --face or --margin."""
+    output = Output(args.format, args.quality, args.keep_size)
+    if not args.avatar:
+        return transform_plan(style, side, output)
+    if not (args.face in ("largest", "all") or args.face.isdigit()) or not 0 <= args.margin <= 3:
+        return None
+    face = args.face if args.face in ("largest", "all") else int(args.face)
+    return avatar_plan(style, side, Faces(face, args.margin), output)
+
+
+def _fail(message: str) -> int:
+    print(f"animegan-api: {message}", file=sys.stderr)
+    return 2
 
 
 def convert_files(
