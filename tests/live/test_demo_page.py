@@ -138,3 +138,37 @@ def test_demo_page_avatar_mode_shows_the_faces_and_picks_another(
         page.wait_for_selector("#error:not([hidden])", timeout=30_000)
         assert "no face found" in page.inner_text("#error")
     assert not [e for e in console_errors if "422" not in e], console_errors
+
+
+def test_demo_page_video_mode_follows_the_job_and_plays_the_result(
+    server: Server, shared: Path, tmp_path: Path, chromium: str
+) -> None:
+    with demo_page(server, chromium) as (page, console_errors):
+        page.check("input[name=mode][value=job]")
+        assert page.inner_text("#go") == "Start job"
+        page.select_option("#max-side", "256")
+        page.set_input_files("#file", str(shared / "videos" / "carphone_pristine.mp4"))
+        page.click("#go")
+        widths: set[float] = set()
+        deadline = time.monotonic() + 120
+        while page.is_hidden("#job-result"):
+            assert time.monotonic() < deadline and page.is_hidden("#error"), page.inner_text("#error")
+            if "Converting" in page.inner_text("#progress-text"):
+                widths.add(page.evaluate("parseFloat(document.getElementById('bar-fill').style.width)"))
+            page.wait_for_timeout(50)
+        assert len({w for w in widths if 0 < w < 100}) >= 2, widths  # the bar moved while the job ran
+        assert re.fullmatch(r"120 frames in [0-9.]+ s", page.inner_text("#job-timing")), page.inner_text("#job-timing")
+        page.evaluate("document.getElementById('job-video').play()")
+        poll(page, "document.getElementById('job-video').currentTime > 0.5", timeout_s=20)
+        size = page.eval_on_selector("#job-video", "v => [v.videoWidth, v.videoHeight]")
+        assert size == [176, 144]
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=str(screenshot_path(tmp_path, "demo-video.png")), full_page=True)
+
+        page.set_input_files("#file", str(shared / "videos" / "bigbuckbunny.mp4"))
+        page.click("#go")
+        poll(page, "document.getElementById('progress-text').textContent.startsWith('Converting')", timeout_s=60)
+        page.click("#cancel")
+        page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+        assert page.inner_text("#error") == "The job was canceled."
+    assert not console_errors, console_errors

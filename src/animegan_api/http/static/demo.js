@@ -3,6 +3,7 @@
 const $ = (id) => document.getElementById(id);
 let photo = null;
 let resultUrl = null;
+let job = null; // the running job: { id, events }
 let faces = { boxes: [], chosen: -1 }; // the last avatar answer's X-Face-Boxes and X-Face-Index, drawn as buttons
 
 function showError(message) {
@@ -31,7 +32,9 @@ function switchMode() {
   $("result").hidden = true;
   $("avatar-result").hidden = true;
   $("faces-view").hidden = true;
-  $("go").textContent = avatar ? "Make avatar" : "Convert";
+  $("job-result").hidden = true;
+  $("file").accept = mode() === "job" ? "video/*,.zip,application/zip,image/*" : "image/*";
+  $("go").textContent = avatar ? "Make avatar" : mode() === "job" ? "Start job" : "Convert";
 }
 
 async function loadStyles() {
@@ -141,8 +144,89 @@ async function failed(request) {
   showError(message);
 }
 
+// Video or batch: submit a job, follow its events stream with the bar, then play (or offer) the result.
+function jobProgress(doc) {
+  const unit = doc.kind === "video" ? "frames" : "pictures";
+  $("bar-fill").style.width = `${Math.round(100 * doc.progress)}%`;
+  if (doc.status === "queued") {
+    $("progress-text").textContent = `Queued (position ${doc.queue_position})`;
+  } else if (doc.status === "running") {
+    const left = doc.eta_s === null ? "" : `, about ${Math.ceil(doc.eta_s)} s left`;
+    $("progress-text").textContent = `Converting… ${doc.done} / ${doc.total} ${unit}${left}`;
+  }
+}
+
+function jobEnded(doc) {
+  job.events.close();
+  job = null;
+  $("progress").hidden = true;
+  $("cancel").hidden = true;
+  $("go").disabled = false;
+  if (doc.status === "failed") return showError(doc.error.message);
+  if (doc.status === "canceled") return showError("The job was canceled.");
+  const seconds = (Date.parse(doc.finished_at) - Date.parse(doc.started_at)) / 1000;
+  $("job-timing").textContent = `${doc.done} ${doc.kind === "video" ? "frames" : "pictures"} in ${seconds.toFixed(1)} s`;
+  $("job-download").href = doc.result.url;
+  $("job-items").replaceChildren(...(doc.items || []).map((item) => {
+    const line = document.createElement("li");
+    line.textContent = item.error ? `${item.name}: ${item.error.message}` : item.name;
+    if (item.error) line.className = "failed";
+    return line;
+  }));
+  const video = doc.kind === "video";
+  $("job-source").parentElement.hidden = !video;
+  $("job-video").parentElement.hidden = !video;
+  if (video) {
+    $("job-source").src = URL.createObjectURL(photo);
+    $("job-video").src = doc.result.url;
+  }
+  $("job-result").hidden = false;
+}
+
+function follow(doc) {
+  job = { id: doc.id, events: new EventSource(`/v1/jobs/${doc.id}/events`) };
+  $("cancel").hidden = false;
+  jobProgress(doc);
+  job.events.onmessage = (event) => {
+    const current = JSON.parse(event.data);
+    if (["succeeded", "failed", "canceled"].includes(current.status)) jobEnded(current);
+    else jobProgress(current);
+  };
+}
+
+function cancelJob() {
+  if (job) fetch(`/v1/jobs/${job.id}`, { method: "DELETE" });
+}
+
+function submitJob() {
+  $("error").hidden = true;
+  $("job-result").hidden = true;
+  $("go").disabled = true;
+  $("progress").hidden = false;
+  $("progress-text").textContent = "Uploading…";
+  $("bar-fill").style.width = "0";
+  const form = new FormData();
+  form.append("file", photo);
+  form.append("style", $("style").value);
+  form.append("max_side", $("max-side").value);
+  const request = new XMLHttpRequest();
+  request.open("POST", "/v1/jobs");
+  request.responseType = "blob";
+  request.upload.onprogress = (e) => {
+    if (e.lengthComputable) $("bar-fill").style.width = `${Math.round((100 * e.loaded) / e.total)}%`;
+  };
+  request.onloadend = async () => {
+    if (request.status === 202 || request.status === 200) return follow(JSON.parse(await request.response.text()));
+    $("progress").hidden = true;
+    $("go").disabled = false;
+    await failed(request);
+  };
+  request.send(form);
+}
+
 function send() {
   if (!photo) return;
+  if (mode() === "job") return submitJob();
   const avatar = mode() === "avatar";
   $("error").hidden = true;
   $("go").disabled = true;
@@ -186,6 +270,7 @@ $("drop").addEventListener("drop", (e) => {
 $("slider").addEventListener("input", (e) => { $("after").style.clipPath = `inset(0 0 0 ${e.target.value}%)`; });
 for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", switchMode);
 $("face").addEventListener("change", send);
+$("cancel").addEventListener("click", cancelJob);
 $("form").addEventListener("submit", (event) => { event.preventDefault(); send(); });
 $("faces-photo").addEventListener("load", placeBoxes);
 window.addEventListener("resize", placeBoxes);
