@@ -32,6 +32,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \
     XDG_CACHE_HOME=/tmp/.cache \
     ANIMEGAN_WEIGHTS_DIR=/weights \
+    ANIMEGAN_JOB_DIR=/jobs \
     ANIMEGAN_HOST=0.0.0.0 \
     ANIMEGAN_LOG_FORMAT=json \
     ANIMEGAN_WORKERS=1 \
@@ -56,10 +57,11 @@ RUN --mount=type=secret,id=cacert --mount=type=secret,id=pipconf \
     && find "$models" -name '*.dat' ! -name shape_predictor_5_face_landmarks.dat -delete \
     && groupadd --system --gid 10001 animegan \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin animegan \
-    && mkdir -p /weights /app && chown animegan /weights
+    && mkdir -p /weights /jobs /app && chown animegan /weights /jobs
 WORKDIR /app
 USER 10001
-VOLUME ["/weights"]
+# /jobs: job inputs, results and their SQLite store (docs/jobs.md); mount a volume to keep them across restarts.
+VOLUME ["/weights", "/jobs"]
 EXPOSE 8000
 STOPSIGNAL SIGTERM
 # The check finds the port the server was given (--port or ANIMEGAN_PORT), not a fixed 8000.
