@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -33,6 +34,11 @@ from animegan_api.serving.services import Services
 __all__ = ["create_app", "services_of"]
 
 log = logging.getLogger(__name__)
+
+# The forward thread needs the GIL between every torch op; with Python's default 5 ms switch interval it
+# could wait that long behind the event loop or a video job's decoding and encoding threads (a video job
+# measured 10-20% slower than the same forwards in one thread; at 0.2 ms, 5-9%). See docs/performance.md.
+_GIL_SWITCH_S = 0.0002
 
 # Multipart framing and the small form fields ride on top of the file itself.
 _FORM_OVERHEAD_BYTES = 64 * 1024
@@ -121,6 +127,7 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], Abstr
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_torch(settings.threads, settings.interop_threads)
+        sys.setswitchinterval(_GIL_SWITCH_S)
         Image.MAX_IMAGE_PIXELS = settings.max_pixels  # Pillow's own bomb guard agrees with ours
         services = await Services.start(settings, metrics)
         app.state.services = services

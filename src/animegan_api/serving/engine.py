@@ -35,7 +35,7 @@ from animegan_api.serving.budget import Budget
 from animegan_api.serving.speed import SpeedEstimates, elements
 from animegan_api.serving.tickets import ClientGone, DeadlineExceeded, Overloaded, Ticket, TooLarge, watch
 
-__all__ = ["InferenceEngine"]
+__all__ = ["InferenceEngine", "lower_priority"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class InferenceEngine:
         self._executor = ThreadPoolExecutor(
             max_workers=workers,
             thread_name_prefix="animegan-infer",
-            initializer=_lower_priority,
+            initializer=lower_priority,
             initargs=(inference_nice,),
         )
 
@@ -245,8 +245,8 @@ class InferenceEngine:
         raise ClientGone if left else DeadlineExceeded
 
 
-def _lower_priority(increment: int) -> None:
-    """Raise this inference thread's nice value; the OpenMP threads it starts inherit it.
+def lower_priority(increment: int) -> None:
+    """Raise this thread's nice value (an inference thread's OpenMP threads inherit it).
 
     The forward keeps every core busy. At equal priority the event loop waits
     for the scheduler behind it, and so does every refusal, health check and

@@ -194,7 +194,7 @@ class JobManager:
         started = time.perf_counter()
         try:
             style = await self._style(job.style)
-            work = Work(job, self.folder / job.id, style, gate, self.runner, progress)
+            work = Work(job, self.folder / job.id, style, gate, self.runner, progress, self.settings.inference_nice)
             job.result_name, job.content_type = await run_job(work)
             job.status = "succeeded"
         except Stopped as stop:

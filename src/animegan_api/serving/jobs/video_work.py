@@ -26,6 +26,7 @@ from animegan_api.pictures.flicker import Deflicker
 from animegan_api.pictures.video import Frame, VideoInfo, even_size, read_frames
 from animegan_api.pictures.video_writer import VideoWriter
 from animegan_api.runtime.predictors import LoadedStyle
+from animegan_api.serving.engine import lower_priority
 
 __all__ = ["Forward", "VideoRequest", "convert_video", "expected_frames", "output_rate", "processing_size"]
 
@@ -44,6 +45,7 @@ class VideoRequest:
     side: int
     fps: float | None = None
     deflicker: bool = False
+    nice: int = 0  # the decoding and encoding threads' nice increment: the inference threads' in the service
 
     @property
     def size(self) -> tuple[int, int]:
@@ -81,8 +83,8 @@ async def convert_video(
     loop = asyncio.get_running_loop()
     info, size = request.info, request.size
     with (
-        ThreadPoolExecutor(1, thread_name_prefix="animegan-video-read") as reading,
-        ThreadPoolExecutor(1, thread_name_prefix="animegan-video-write") as writing,
+        ThreadPoolExecutor(1, "animegan-video-read", lower_priority, (request.nice,)) as reading,
+        ThreadPoolExecutor(1, "animegan-video-write", lower_priority, (request.nice,)) as writing,
     ):
         frames = read_frames(request.source, info, size, request.fps)
         rate = output_rate(info.rate, request.fps)

@@ -42,6 +42,7 @@ class Work:
     gate: JobGate
     runner: Runner
     progress: Callable[[], None]
+    nice: int = 0  # the video threads' nice increment, as the inference threads'
 
     @property
     def source(self) -> Path:
@@ -63,7 +64,9 @@ async def _video(work: Work) -> tuple[str, str]:
     fmt = file_format(work.source)
     assert fmt is not None
     info = await asyncio.to_thread(probe, work.source, fmt)
-    request = VideoRequest(work.source, info, work.style, options["max_side"], options.get("fps"), options["deflicker"])
+    request = VideoRequest(
+        work.source, info, work.style, options["max_side"], options.get("fps"), options["deflicker"], work.nice
+    )
     await work.gate.hold(unit_need(work.style, request.size), "a frame of this video")
 
     def advance(done: int) -> None:
