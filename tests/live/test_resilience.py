@@ -170,7 +170,12 @@ def test_sigterm_drains_admitted_requests_and_refuses_new_ones(shared: Path, tmp
     for worker in workers:
         worker.start()
     readyz = f"{server.url}/readyz"
-    eventually(lambda: httpx.get(readyz).json().get("queued") == 2, forward, "two requests queueing")
+
+    def one_running_two_queued() -> bool:  # all three admitted: queued alone also counts requests still decoding
+        state = httpx.get(readyz).json()
+        return bool(state.get("in_flight") == 1 and state.get("queued") == 2)
+
+    eventually(one_running_two_queued, forward, "one request running and two queueing")
     server.process.send_signal(__import__("signal").SIGTERM)
     eventually(lambda: httpx.get(readyz).status_code == 503, forward, "readiness dropping on SIGTERM")
     assert httpx.get(readyz).json()["error"]["code"] == "shutting_down"
