@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -19,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 
 from animegan_api.config import Settings
 from animegan_api.http.errors import NOT_READY, SHUTTING_DOWN, ApiError
-from animegan_api.http.security import client_address, is_loopback, presented_key
+from animegan_api.http.security import client_address, is_loopback, key_identity, presented_key
 from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.runtime.registry import StyleEntry, StyleRegistry
 from animegan_api.runtime.weights import WeightsError
@@ -29,6 +30,8 @@ from animegan_api.serving.tickets import Overloaded, Ticket
 __all__ = [
     "AdminRights",
     "AdmittedTicket",
+    "Caller",
+    "CallerDep",
     "ReadyRegistry",
     "RequestTimeout",
     "ServicesDep",
@@ -36,6 +39,7 @@ __all__ = [
     "admitted_ticket",
     "check_upload_size",
     "get_services",
+    "job_caller",
     "processed_side",
     "ready_registry",
     "require_admin",
@@ -126,6 +130,27 @@ async def require_admin(request: Request, services: ServicesDep) -> None:
 
 
 AdminRights = Depends(require_admin)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whose jobs a request may see: its key's (None with keys off: every job), or all with the admin key."""
+
+    owner: str | None
+    admin: bool
+
+
+async def job_caller(request: Request, services: ServicesDep) -> Caller:
+    """The caller of a jobs route: the owner its key makes, and whether it is the admin."""
+    settings = services.settings
+    presented = presented_key(request.headers)
+    admin_key = settings.admin_key.get_secret_value().encode() if settings.admin_key else b""
+    admin = bool(admin_key and presented) and hmac.compare_digest(presented.encode(), admin_key)
+    keys_on = bool(settings.api_keys or settings.api_keys_file)
+    return Caller(key_identity(presented) if keys_on and presented else None, admin)
+
+
+CallerDep = Annotated[Caller, Depends(job_caller)]
 
 
 def resolve(registry: StyleRegistry, name: str | None) -> StyleEntry:

@@ -11,33 +11,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
 import secrets
 import shutil
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from animegan_api.config import Settings
-from animegan_api.http.deps import ReadyRegistry, ServicesDep, acquire, resolve, validation_error
+from animegan_api.http.deps import Caller, CallerDep, ReadyRegistry, ServicesDep, acquire, resolve, validation_error
 from animegan_api.http.errors import ApiError
 from animegan_api.http.job_schemas import JobDocument, JobList
 from animegan_api.http.routes.inference import FormatField, QualityField, StyleField
 from animegan_api.http.schemas import error_doc, error_or_validation_doc
-from animegan_api.http.security import key_identity, presented_key
 from animegan_api.pictures.framing import DEFAULT_MARGIN
-from animegan_api.runtime.memory import MiB
-from animegan_api.runtime.predictors import LoadedStyle
-from animegan_api.serving.jobs.intake import Intake, inspect_upload, sniff, unit_need
+from animegan_api.serving.jobs.intake import inspect_upload, sniff
 from animegan_api.serving.jobs.records import Job, JobKind
 from animegan_api.serving.services import Services
 
-__all__ = ["Caller", "delete_job", "get_job", "job_events", "job_result", "list_jobs", "submit_job"]
+__all__ = ["delete_job", "get_job", "job_events", "job_result", "list_jobs", "submit_job"]
 
 router = APIRouter(tags=["jobs"])
 
@@ -100,26 +95,6 @@ _IdempotencyKey = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Whose jobs a request may see: its key's (None with keys off: every job), or all with the admin key."""
-
-    owner: str | None
-    admin: bool
-
-
-async def job_caller(request: Request, services: ServicesDep) -> Caller:
-    settings = services.settings
-    presented = presented_key(request.headers)
-    admin_key = settings.admin_key.get_secret_value().encode() if settings.admin_key else b""
-    admin = bool(admin_key and presented) and hmac.compare_digest(presented.encode(), admin_key)
-    keys_on = bool(settings.api_keys or settings.api_keys_file)
-    return Caller(key_identity(presented) if keys_on and presented else None, admin)
-
-
-CallerDep = Annotated[Caller, Depends(job_caller)]
-
-
 @router.post(
     "/v1/jobs",
     summary="Submit a video, a ZIP of pictures, or one large picture as a job",
@@ -156,7 +131,7 @@ async def submit_job(
     upload = await _spool(file, settings.job_dir / "incoming")
     try:
         intake = await asyncio.to_thread(inspect_upload, upload, settings, loaded, side, fps)
-        _check_memory(services, loaded, intake)
+        seconds_per_unit = jobs.admit(loaded, intake)
         options: dict[str, Any] = {"max_side": side}
         if kind == "video":
             options |= {"fps": fps, "deflicker": deflicker}
@@ -172,7 +147,7 @@ async def submit_job(
             owner=caller.owner,
             idempotency_key=idempotency_key,
             input_name=(file.filename or "")[:200],
-            seconds_per_unit=_unit_seconds(services, loaded, intake),
+            seconds_per_unit=seconds_per_unit,
         )
     finally:
         upload.unlink(missing_ok=True)
@@ -307,26 +282,6 @@ async def _spool(file: UploadFile, folder: Path) -> Path:
 
     await asyncio.to_thread(copy, file.file)
     return target
-
-
-def _check_memory(services: Services, style: LoadedStyle, intake: Intake) -> None:
-    budget = services.engine.budget
-    need = unit_need(style, intake.unit_size)
-    if budget is not None and not budget.fits(need.nbytes):
-        message = (
-            f"one {'frame' if intake.kind == 'video' else 'picture'} needs {need.nbytes / MiB:.0f} MiB, more than the "
-            f"{budget.capacity / MiB:.0f} MiB one piece of work may have; the largest max_side that fits is "
-            f"{need.largest_side(budget.capacity)}"
-        )
-        raise ApiError("too_large_for_memory", message)
-
-
-def _unit_seconds(services: Services, style: LoadedStyle, intake: Intake) -> float:
-    speed = services.engine.speed
-    if style.warm_timing:
-        speed.seed(style.predictor, *style.warm_timing)
-    width, height = intake.unit_size
-    return speed.expected_s(style.predictor, 3 * width * height)
 
 
 def _cursor(job: Job) -> str:

@@ -19,12 +19,13 @@ from typing import Any
 
 from animegan_api.config import Settings
 from animegan_api.failures import Refusal
+from animegan_api.runtime.memory import MiB
 from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.runtime.registry import StyleRegistry
 from animegan_api.serving.admission import ImagePool
 from animegan_api.serving.engine import InferenceEngine
 from animegan_api.serving.jobs.gate import JobGate, Stopped
-from animegan_api.serving.jobs.intake import Intake
+from animegan_api.serving.jobs.intake import Intake, unit_need
 from animegan_api.serving.jobs.records import Job, new_id
 from animegan_api.serving.jobs.store import JobStore
 from animegan_api.serving.jobs.work import Work, run_job
@@ -103,6 +104,24 @@ class JobManager:
         self._transition(job, "submitted")
         self._wake.set()
         return job, True
+
+    def admit(self, style: LoadedStyle, intake: Intake) -> float:
+        """Refuse a job whose frame or picture could never fit the memory budget; its model seconds per unit.
+
+        The speed is the engine's learned one (seeded from the style's warm-up), as requests are priced.
+        """
+        budget, need = self.engine.budget, unit_need(style, intake.unit_size)
+        if budget is not None and not budget.fits(need.nbytes):
+            unit = "frame" if intake.kind == "video" else "picture"
+            message = (
+                f"one {unit} needs {need.nbytes / MiB:.0f} MiB, more than the {budget.capacity / MiB:.0f} MiB one "
+                f"piece of work may have; the largest max_side that fits is {need.largest_side(budget.capacity)}"
+            )
+            raise Refusal("too_large_for_memory", message)
+        if style.warm_timing:
+            self.engine.speed.seed(style.predictor, *style.warm_timing)
+        width, height = intake.unit_size
+        return self.engine.speed.expected_s(style.predictor, 3 * width * height)
 
     def get(self, job_id: str, owner: str | None, admin: bool = False) -> Job | None:
         """The job, if it exists and the caller may see it."""
