@@ -11,4 +11,4 @@ from conftest import AppClient, picture_bytes, upload
 async def test_a_bad_request_timeout_header_is_422(client: AppClient, value: str) -> None:
     response = await client.post("/v1/transform", files=upload(picture_bytes()), headers={"X-Request-Timeout": value})
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["header", "X-Request-Timeout"]
+    assert response.json()["error"]["fields"][0]["field"] == "X-Request-Timeout"

@@ -55,7 +55,7 @@ async def test_alpha_channel_survives(client: AppClient) -> None:
 async def test_missing_image_field_is_a_validation_error(client: AppClient) -> None:
     response = await client.post("/v1/transform", files={"picture": ("a.png", picture_bytes(), "image/png")})
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "image"]
+    assert response.json()["error"]["fields"][0]["field"] == "image"
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ async def test_missing_image_field_is_a_validation_error(client: AppClient) -> N
 async def test_bad_parameters_are_validation_errors(client: AppClient, data: dict[str, str], field: str) -> None:
     response = await client.post("/v1/transform", files=upload(picture_bytes()), data=data)
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", field]
+    assert response.json()["error"]["fields"][0]["field"] == field
 
 
 async def test_unsupported_upload_is_415(client: AppClient) -> None:
@@ -241,7 +241,7 @@ async def test_compare_returns_a_captioned_sheet(
         chosen = await client.post("/v1/compare", files=upload(picture_bytes()), data={"styles": "second"})
         assert chosen.headers["x-styles"] == "second"
         too_many = await client.post("/v1/compare", files=upload(picture_bytes()), data={"styles": "random,second,x"})
-        assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "styles"]
+        assert too_many.status_code == 422 and too_many.json()["error"]["fields"][0]["field"] == "styles"
         unknown = await client.post("/v1/compare", files=upload(picture_bytes()), data={"styles": "random,x"})
         assert unknown.status_code == 404
         bad = await client.post("/v1/compare", files=upload(b"nope"))
@@ -251,4 +251,4 @@ async def test_compare_returns_a_captioned_sheet(
 async def test_compare_with_only_separators_names_no_style_and_is_422(client: AppClient) -> None:
     response = await client.post("/v1/compare", files=upload(picture_bytes()), data={"styles": " , ,"})
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "styles"]
+    assert response.json()["error"]["fields"][0]["field"] == "styles"

@@ -247,7 +247,7 @@ async def test_a_picture_larger_than_a_request_may_take_runs_as_a_job(
         result = await client.get(final["result"]["url"])
         assert Image.open(io.BytesIO(result.content)).size == (600, 400)
         too_large = await client.post("/v1/jobs", files={"file": ("p.jpg", photo)}, data={"max_side": "5000"})
-        assert too_large.status_code == 422 and too_large.json()["detail"][0]["loc"] == ["body", "max_side"]
+        assert too_large.status_code == 422 and too_large.json()["error"]["fields"][0]["field"] == "max_side"
 
 
 async def test_queued_jobs_survive_a_restart_and_an_interrupted_one_runs_again(settings_for: Any, clip: bytes) -> None:

@@ -27,6 +27,7 @@ from animegan_api.config import Settings
 from animegan_api.http import routes
 from animegan_api.http.middleware import GuardMiddleware, ResponseHeadersMiddleware, UploadLimitMiddleware
 from animegan_api.http.observability import ObservabilityMiddleware
+from animegan_api.http.openapi import install_openapi
 from animegan_api.serving.metrics import Metrics
 from animegan_api.serving.plans import FACE_HEADER_NAMES
 from animegan_api.serving.services import Services
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ResponseHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     routes.install(app)
+    install_openapi(app)
     return app
 
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
@@ -58,6 +59,7 @@ STATUS: dict[str, int] = {
     "job_not_finished": 409,
     "insufficient_storage": 507,
     "no_face": 422,
+    "invalid_request": 422,
     "rate_limited": 429,
     "request_headers_too_large": 431,
     "client_closed_request": 499,
@@ -116,6 +118,7 @@ async def send(send: Send, error: Refusal, *, close: bool = False) -> None:
 def install_handlers(app: FastAPI) -> None:
     """Route errors, framework HTTP errors and bugs all leave as the one JSON shape."""
     app.add_exception_handler(Refusal, _refusal)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
 
@@ -132,6 +135,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     request.state.error_code = code
     content = {"error": {"code": code, "message": str(exc.detail)}}
     return JSONResponse(content, exc.status_code, dict(exc.headers or {}))
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's field validation in the service's shape: each field and what is wrong, never the value sent.
+
+    FastAPI's own body echoes the input, which for an upload is the whole file.
+    """
+    assert isinstance(exc, RequestValidationError)
+    fields = [{"field": _field(error["loc"]), "message": str(error["msg"])} for error in exc.errors()]
+    message = "; ".join(f"{field['field']}: {field['message']}" for field in fields) or "invalid request"
+    request.state.error_code = "invalid_request"
+    content = {"error": {"code": "invalid_request", "message": message, "fields": fields}}
+    return JSONResponse(content, STATUS["invalid_request"])
+
+
+def _field(location: tuple[int | str, ...]) -> str:
+    """``("body", "max_side")`` -> ``max_side``; the part of the request alone where no field is named."""
+    named = [str(part) for part in location[1:]]
+    return ".".join(named) if named else str(location[0]) if location else "request"
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

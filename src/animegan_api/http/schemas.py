@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 __all__ = [
     "ErrorBody",
     "ErrorDetail",
+    "FieldError",
     "HealthResponse",
     "LimitsResponse",
     "ReadyResponse",
@@ -16,19 +17,25 @@ __all__ = [
     "StyleLimits",
     "StylesResponse",
     "UnavailableFile",
-    "ValidationErrors",
     "error_doc",
-    "error_or_validation_doc",
 ]
+
+
+class FieldError(BaseModel):
+    field: str = Field(examples=["max_side"], description="The form field, query parameter or header.")
+    message: str = Field(examples=["Input should be less than or equal to 4096"])
 
 
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["unsupported_image"])
     message: str = Field(examples=["not a supported picture; accepted formats: JPEG, PNG, WebP, BMP, TIFF, GIF"])
+    fields: list[FieldError] | None = Field(
+        None, description="`invalid_request` only: each field and what is wrong with it (never the value sent)."
+    )
 
 
 class ErrorBody(BaseModel):
-    """The body of every error response except 422 validation errors."""
+    """The body of every error response, request validation (`invalid_request`, 422) included."""
 
     error: ErrorDetail
 
@@ -114,16 +121,5 @@ class LimitsResponse(BaseModel):
     styles: list[StyleLimits]
 
 
-class ValidationErrors(BaseModel):
-    """FastAPI's 422 body: one entry per field out of range."""
-
-    detail: list[dict[str, Any]]
-
-
 def error_doc(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
-
-
-def error_or_validation_doc(description: str) -> dict[str, Any]:
-    """A 422 that is either the service's own refusal or FastAPI's field validation."""
-    return {"model": ErrorBody | ValidationErrors, "description": description}

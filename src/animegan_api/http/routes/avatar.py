@@ -32,7 +32,7 @@ from animegan_api.http.routes.inference import (
     load_styles,
     run_plan,
 )
-from animegan_api.http.schemas import error_or_validation_doc
+from animegan_api.http.schemas import error_doc
 from animegan_api.pictures.framing import DEFAULT_MARGIN, FaceChoice
 from animegan_api.serving.plans import Faces, Output, avatar_plan
 
@@ -81,8 +81,9 @@ _MarginField = Annotated[
             "content": PICTURE_CONTENT,
         },
         **IMAGE_ERRORS,
-        422: error_or_validation_doc(
-            "No face in the picture, or none with the asked index (`no_face`); or a parameter out of range."
+        422: error_doc(
+            "No face in the picture, or none with the asked index (`no_face`); "
+            "or a field out of range (`invalid_request`)."
         ),
     },
 )

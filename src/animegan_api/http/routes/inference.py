@@ -145,7 +145,7 @@ async def transform(
             "content": PICTURE_CONTENT,
         },
         **IMAGE_ERRORS,
-        422: {"description": "More styles than `compare_max_styles`, or a parameter out of range."},
+        422: error_doc("More styles than `compare_max_styles`, or a field out of range (`invalid_request`)."),
     },
 )
 async def compare(

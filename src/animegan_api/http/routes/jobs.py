@@ -26,7 +26,7 @@ from animegan_api.http.deps import Caller, CallerDep, ReadyRegistry, ServicesDep
 from animegan_api.http.errors import ApiError
 from animegan_api.http.job_schemas import JobDocument, JobList
 from animegan_api.http.routes.inference import FormatField, QualityField, StyleField
-from animegan_api.http.schemas import error_doc, error_or_validation_doc
+from animegan_api.http.schemas import error_doc
 from animegan_api.pictures.framing import DEFAULT_MARGIN
 from animegan_api.serving.jobs.intake import inspect_upload, sniff
 from animegan_api.serving.jobs.records import Job, JobKind
@@ -47,9 +47,9 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
         "(`archive_too_large`); a frame or picture that could never fit the memory budget (`too_large_for_memory`)."
     ),
     415: error_doc("Not an MP4/MOV or Matroska/WebM video, a ZIP or a picture (`unsupported_format`)."),
-    422: error_or_validation_doc(
+    422: error_doc(
         "A video that cannot be decoded (`invalid_video`), a broken, encrypted or nested ZIP (`invalid_archive`), "
-        "or a parameter out of range."
+        "or a field out of range (`invalid_request`)."
     ),
     503: error_doc("The service is starting or draining (`not_ready`, `shutting_down`)."),
     507: error_doc("The job folder has no room for this job's files (`insufficient_storage`); see `Retry-After`."),
