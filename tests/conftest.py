@@ -26,6 +26,8 @@ from animegan_api.runtime.weights import ModelFile, read_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # local_server: helpers shared with bench/
 
+pytest_plugins = ["browser"]  # the chromium fixture of the browser tests
+
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 
 # CI replays the same examples every run, so a red build is reproducible; local runs keep exploring.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,31 +12,11 @@ from typing import Any
 
 import pytest
 
+from browser import CHROMIUM_ARGS
 from live import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_weights]
 PHONE = {"width": 390, "height": 844}
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    message = "no Chromium found (apt-get install chromium)"
-    if os.environ.get("ANIMEGAN_REQUIRE_BROWSER") == "1":
-        pytest.fail(message + " and ANIMEGAN_REQUIRE_BROWSER=1")
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from slowapi import Limiter
 from slowapi.util import get_remote_address
@@ -25,7 +26,12 @@ from slowapi.util import get_remote_address
 from animegan_api import __version__
 from animegan_api.config import Settings
 from animegan_api.http import routes
-from animegan_api.http.middleware import GuardMiddleware, ResponseHeadersMiddleware, UploadLimitMiddleware
+from animegan_api.http.middleware import (
+    DOCS_ASSETS,
+    GuardMiddleware,
+    ResponseHeadersMiddleware,
+    UploadLimitMiddleware,
+)
 from animegan_api.http.observability import ObservabilityMiddleware
 from animegan_api.http.openapi import install_openapi
 from animegan_api.serving.metrics import Metrics
@@ -48,8 +54,8 @@ _DESCRIPTION = """
 Turns photos into anime-style pictures with AnimeGAN generators.
 
 Post a photo to `POST /v1/transform`; list styles with `GET /v1/styles`.
-Every error has the body `{"error": {"code": "...", "message": "..."}}`
-(422 validation errors keep FastAPI's `detail` list).
+Every error has the body `{"error": {"code": "...", "message": "..."}}`;
+request validation (`422 invalid_request`) adds `fields`, naming each field and what is wrong.
 
 **Model licence:** the AnimeGAN weights (by TachibanaYoshino) are licensed for
 non-commercial use only (research, teaching, demos); commercial use needs the
@@ -61,8 +67,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the ASGI app; models load when the lifespan starts."""
     settings = settings or Settings()
     metrics = Metrics()
-    app = FastAPI(
-        title="animegan-api", version=__version__, description=_DESCRIPTION, lifespan=_lifespan(settings, metrics)
+    app = FastAPIOffline(  # /docs and /redoc from the assets in fastapi-offline's wheel, not a CDN
+        title="animegan-api",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=_lifespan(settings, metrics),
+        static_url=DOCS_ASSETS,
     )
     # Added innermost first, so requests meet: observability > headers > CORS > upload cap > guard > routes.
     app.add_middleware(

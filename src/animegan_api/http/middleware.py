@@ -21,9 +21,10 @@ from animegan_api.http import errors
 from animegan_api.http.errors import ApiError
 from animegan_api.http.security import client_address, key_identity, matches_any, presented_key
 
-__all__ = ["GuardMiddleware", "ResponseHeadersMiddleware", "UploadLimitMiddleware"]
+__all__ = ["DOCS_ASSETS", "GuardMiddleware", "ResponseHeadersMiddleware", "UploadLimitMiddleware"]
 
-_DOCS_PATHS = ("/docs", "/redoc", "/openapi.json")
+DOCS_ASSETS = "/docs-assets"  # Swagger UI's and ReDoc's scripts, styles and icon, served by the app itself
+_DOCS_PAGES = ("/docs", "/redoc")  # with DOCS_ASSETS and /docs/oauth2-redirect under the first
 _INFERENCE_PATHS = ("/v1/transform", "/v1/compare")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SECURITY_HEADERS = [
@@ -36,6 +37,14 @@ _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'
 _PAGE_CSP = (
     b"content-security-policy",
     b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+    b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+)
+# Swagger UI and ReDoc: their scripts from this service, plus the inline script FastAPI's page starts them
+# with and the inline styles they set; pictures from "Try it out" are blob: URLs, ReDoc's worker one too.
+_DOCS_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    b"img-src 'self' blob: data:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
     b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 )
 
@@ -232,9 +241,9 @@ def _capacity_refusal(state: object) -> ApiError | None:
 
 
 def _csp_for(path: str) -> list[tuple[bytes, bytes]]:
-    """Swagger UI loads its own assets, so /docs gets none; the demo page gets one for itself."""
-    if path.startswith(_DOCS_PATHS):
-        return []
+    """The docs pages and the demo page each get a policy that lets them run; every other answer runs nothing."""
+    if path.startswith(_DOCS_PAGES):
+        return [_DOCS_CSP]
     if path == "/" or path.startswith("/static/"):
         return [_PAGE_CSP]
     return [_CSP]
