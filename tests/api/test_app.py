@@ -26,3 +26,26 @@ async def test_openapi_documents_every_status(client: AppClient) -> None:
     assert {"/v1/styles", "/healthz", "/readyz"} <= set(schema["paths"])
     assert "non-commercial" in schema["info"]["description"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_openapi_types_files_as_binary_and_declares_headers(client: AppClient) -> None:
+    """What client generators need: a file field and a picture are binary strings; headers have types."""
+    schema = (await client.get("/openapi.json")).json()
+    components = schema["components"]["schemas"]
+    for path, field in (("/v1/transform", "image"), ("/v1/avatar", "image"), ("/v1/jobs", "file")):
+        form = schema["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+        assert components[form.split("/")[-1]]["properties"][field]["format"] == "binary", path
+    binary = {"type": "string", "format": "binary"}
+    for path in ("/v1/transform", "/v1/compare", "/v1/avatar"):
+        answer = schema["paths"][path]["post"]["responses"]["200"]
+        assert all(content["schema"] == binary for content in answer["content"].values()), path
+        assert {"X-Request-ID", "Server-Timing"} <= set(answer["headers"])
+        assert answer["headers"]["X-Request-ID"]["schema"] == {"type": "string"}
+    avatar = schema["paths"]["/v1/avatar"]["post"]["responses"]["200"]["headers"]
+    assert avatar["X-Faces-Found"]["schema"] == {"type": "integer"} and "X-Style" in avatar
+    transform = schema["paths"]["/v1/transform"]["post"]["responses"]
+    assert {"X-Style", "X-Cache"} <= set(transform["200"]["headers"])
+    assert transform["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+    assert "Location" in schema["paths"]["/v1/jobs"]["post"]["responses"]["202"]["headers"]
+    result = schema["paths"]["/v1/jobs/{job_id}/result"]["get"]["responses"]["200"]["content"]
+    assert result["video/mp4"]["schema"] == binary

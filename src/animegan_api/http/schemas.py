@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "ErrorBody",
@@ -27,6 +27,10 @@ class FieldError(BaseModel):
 
 
 class ErrorDetail(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"code": "unsupported_image", "message": "not a supported picture"}}
+    )
+
     code: str = Field(examples=["unsupported_image"])
     message: str = Field(examples=["not a supported picture; accepted formats: JPEG, PNG, WebP, BMP, TIFF, GIF"])
     fields: list[FieldError] | None = Field(

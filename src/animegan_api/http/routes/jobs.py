@@ -40,6 +40,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: error_doc("No such job, or it belongs to another API key (`job_not_found`).")
 }
 _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error_doc("A picture that starts like an accepted format but cannot be read (`corrupt_image`)."),
     404: error_doc("Unknown `style` (`unknown_style`)."),
     413: error_doc(
         "Upload above `job_max_upload_bytes` (`upload_too_large`); a video longer or larger than the limits "
