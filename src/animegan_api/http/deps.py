@@ -125,8 +125,16 @@ async def require_admin(request: Request, services: ServicesDep) -> None:
             "send the admin key as 'Authorization: Bearer <key>' or 'X-API-Key'",
             {"WWW-Authenticate": "Bearer"},
         )
-    if not hmac.compare_digest(sent.encode(), key.get_secret_value().encode()):
+    if not _is_admin_key(settings, sent):
         raise ApiError("forbidden", "wrong admin key")
+
+
+def _is_admin_key(settings: Settings, presented: str) -> bool:
+    """Whether the key sent is the admin key (compared in constant time); False with no admin key set."""
+    key = settings.admin_key
+    if key is None or not presented:
+        return False
+    return hmac.compare_digest(presented.encode(), key.get_secret_value().encode())
 
 
 AdminRights = Depends(require_admin)
@@ -144,10 +152,8 @@ async def job_caller(request: Request, services: ServicesDep) -> Caller:
     """The caller of a jobs route: the owner its key makes, and whether it is the admin."""
     settings = services.settings
     presented = presented_key(request.headers)
-    admin_key = settings.admin_key.get_secret_value().encode() if settings.admin_key else b""
-    admin = bool(admin_key and presented) and hmac.compare_digest(presented.encode(), admin_key)
     keys_on = bool(settings.api_keys or settings.api_keys_file)
-    return Caller(key_identity(presented) if keys_on and presented else None, admin)
+    return Caller(key_identity(presented) if keys_on and presented else None, _is_admin_key(settings, presented))
 
 
 CallerDep = Annotated[Caller, Depends(job_caller)]

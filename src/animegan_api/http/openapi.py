@@ -15,6 +15,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from animegan_api.serving.plans import FACE_HEADER_NAMES
+
 __all__ = ["install_openapi"]
 
 _FASTAPI_422 = ("HTTPValidationError", "ValidationError")
@@ -40,24 +42,21 @@ _HEADERS: dict[str, tuple[str, dict[str, str]]] = {
 _SUCCESS_HEADERS = {
     ("/v1/transform", "post"): ("Server-Timing", "X-Style", "X-Cache"),
     ("/v1/compare", "post"): ("Server-Timing", "X-Styles", "X-Cache"),
-    ("/v1/avatar", "post"): (
-        "Server-Timing", "X-Style", "X-Faces-Found", "X-Face-Boxes", "X-Face-Index", "X-Face-Box", "X-Face-Roll",
-    ),
+    ("/v1/avatar", "post"): ("Server-Timing", "X-Style", *FACE_HEADER_NAMES),
     ("/v1/jobs", "post"): ("Location",),
-}  # fmt: skip
+}
 _RETRY_STATUSES = ("429", "503", "507")
 
 
 def install_openapi(app: FastAPI) -> None:
     """Make ``app.openapi()`` return the rewritten document (FastAPI caches it; the rewrite runs once)."""
     generate = app.openapi
-    done: list[bool] = []
 
     def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
         schema = generate()
-        if not done:
+        if first:
             _rewrite(schema)
-            done.append(True)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
