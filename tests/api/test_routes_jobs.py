@@ -99,8 +99,11 @@ async def test_results_are_409_until_succeeded_and_unknown_jobs_404(client: AppC
     expect_error(await client.get(f"/v1/jobs/{job['id']}/result"), 409, "job_not_finished")
     expect_error(await client.get("/v1/jobs/job_nope"), 404, "job_not_found")
     expect_error(await client.delete("/v1/jobs/job_nope"), 404, "job_not_found")
+    polled = await client.get(f"/v1/jobs/{job['id']}")
+    assert 1 <= int(polled.headers["Retry-After"]) <= 10  # when to poll again, while it runs
     gate.open()
     assert (await finished(client, job["id"]))["status"] == "succeeded"
+    assert "Retry-After" not in (await client.get(f"/v1/jobs/{job['id']}")).headers
 
 
 async def test_cancel_stops_a_running_job_within_a_frame_and_a_queued_one_at_once(

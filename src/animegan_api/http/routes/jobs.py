@@ -25,7 +25,7 @@ from animegan_api.config import Settings
 from animegan_api.http.deps import Caller, CallerDep, ReadyRegistry, ServicesDep, acquire, resolve, validation_error
 from animegan_api.http.errors import ApiError
 from animegan_api.http.job_schemas import JobDocument, JobList
-from animegan_api.http.routes.inference import FormatField, QualityField, StyleField
+from animegan_api.http.routes.inference import PICTURE_CONTENT, FormatField, QualityField, StyleField
 from animegan_api.http.schemas import error_doc
 from animegan_api.pictures.framing import DEFAULT_MARGIN
 from animegan_api.serving.jobs.intake import inspect_upload, sniff
@@ -39,6 +39,7 @@ router = APIRouter(tags=["jobs"])
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: error_doc("No such job, or it belongs to another API key (`job_not_found`).")
 }
+_RESULT_CONTENT = {"video/mp4": {}, "application/zip": {}, **PICTURE_CONTENT}
 _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error_doc("A picture that starts like an accepted format but cannot be read (`corrupt_image`)."),
     404: error_doc("Unknown `style` (`unknown_style`)."),
@@ -223,9 +224,9 @@ async def job_events(
     responses={
         200: {
             "description": "The MP4, ZIP (with `manifest.json`) or picture.",
-            "content": {"video/mp4": {}, "application/zip": {}, "image/png": {}},
+            "content": _RESULT_CONTENT,
         },
-        206: {"description": "The byte range asked for with `Range`."},
+        206: {"description": "The byte range asked for with `Range`.", "content": _RESULT_CONTENT},
         409: error_doc("The job has not succeeded (`job_not_finished`)."),
         **_NOT_FOUND,
     },
@@ -259,8 +260,16 @@ def _visible(services: Services, job_id: str, caller: Caller) -> Job:
 
 
 def _document(services: Services, job: Job, status: int) -> JSONResponse:
+    document = services.jobs.document(job)
     headers = {"Location": f"/v1/jobs/{job.id}"}
-    return JSONResponse(services.jobs.document(job), status, headers=headers)
+    if job.status in ("queued", "running"):
+        headers["Retry-After"] = str(_poll_after(document["eta_s"]))
+    return JSONResponse(document, status, headers=headers)
+
+
+def _poll_after(eta_s: float | None) -> int:
+    """When a poller should look again: a tenth of the time left, between 1 and 10 s (the events stream is live)."""
+    return 1 if eta_s is None else max(1, min(10, round(eta_s / 10)))
 
 
 def _side(kind: JobKind, max_side: int | None, settings: Settings) -> int:
