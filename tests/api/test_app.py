@@ -46,6 +46,17 @@ async def test_openapi_types_files_as_binary_and_declares_headers(client: AppCli
     transform = schema["paths"]["/v1/transform"]["post"]["responses"]
     assert {"X-Style", "X-Cache"} <= set(transform["200"]["headers"])
     assert transform["503"]["headers"]["Retry-After"]["schema"] == {"type": "integer"}
-    assert "Location" in schema["paths"]["/v1/jobs"]["post"]["responses"]["202"]["headers"]
+    submitted = schema["paths"]["/v1/jobs"]["post"]["responses"]["202"]["headers"]
+    assert submitted["Location"]["required"] and not submitted["Retry-After"]["required"]
+    assert schema["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]["200"]["headers"]["Location"]["required"]
+    assert transform["200"]["headers"]["X-Style"]["required"] and not transform["200"]["headers"]["X-Cache"]["required"]
     result = schema["paths"]["/v1/jobs/{job_id}/result"]["get"]["responses"]["200"]["content"]
     assert result["video/mp4"]["schema"] == binary
+
+
+def test_style_examples_name_the_default_style(settings_for: Callable[..., Settings]) -> None:
+    """Swagger UI fills "Try it out" with the example: it must be a style this service has, or none at all."""
+    for default, expected in (("tiny_style", ["tiny_style"]), (None, None)):
+        components = create_app(settings_for(default_style=default)).openapi()["components"]["schemas"]
+        assert components["Body_transform_v1_transform_post"]["properties"]["style"].get("examples") == expected
+        assert components["Body_compare_v1_compare_post"]["properties"]["styles"].get("examples") == expected

@@ -62,7 +62,8 @@ def test_docs_list_every_operation_and_try_it_out_shows_the_picture(
             transform.locator(".opblock-summary").click()
             transform.locator(".try-out__btn").click()
             transform.locator("input[type=file]").set_input_files(str(shared / "photos" / "landscape_01.jpg"))
-            transform.locator("tr[data-property-name=style] input[type=text]").fill("animeganv3_shinkai")
+            style = transform.locator("tr[data-property-name=style] input[type=text]")
+            assert style.input_value() == "animeganv3_shinkai"  # the example is a style this service has
             transform.locator("tr[data-property-name=max_side] input[type=text]").fill("256")
             transform.locator(".execute").click()
             picture = transform.locator(".live-responses-table img")

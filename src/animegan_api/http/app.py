@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ResponseHeadersMiddleware)
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     routes.install(app)
-    install_openapi(app)
+    install_openapi(app, settings.default_style)
     return app
 
 

@@ -27,7 +27,7 @@ _STRING, _INTEGER = {"type": "string"}, {"type": "integer"}
 
 _HEADERS: dict[str, tuple[str, dict[str, str]]] = {
     "X-Request-ID": ("The request's id (the client's own when it sent a valid one); it is in the logs too.", _STRING),
-    "Retry-After": ("Seconds to wait before trying again.", _INTEGER),
+    "Retry-After": ("Seconds to wait before trying again; on a job still queued or running, before polling.", _INTEGER),
     "Server-Timing": ("Milliseconds spent in decode, queue, inference and encode.", _STRING),
     "X-Style": ("The style that made the picture.", _STRING),
     "X-Styles": ("The styles of the sheet's tiles, comma-separated, in order.", _STRING),
@@ -43,29 +43,42 @@ _SUCCESS_HEADERS = {
     ("/v1/transform", "post"): ("Server-Timing", "X-Style", "X-Cache"),
     ("/v1/compare", "post"): ("Server-Timing", "X-Styles", "X-Cache"),
     ("/v1/avatar", "post"): ("Server-Timing", "X-Style", *FACE_HEADER_NAMES),
-    ("/v1/jobs", "post"): ("Location",),
+    ("/v1/jobs", "post"): ("Location", "Retry-After"),
+    ("/v1/jobs/{job_id}", "get"): ("Location", "Retry-After"),
+    ("/v1/jobs/{job_id}", "delete"): ("Location", "Retry-After"),
 }
 _RETRY_STATUSES = ("429", "503", "507")
+# Sent on every answer the header is declared for; the rest only sometimes (X-Cache without the cache, ...).
+_ALWAYS = frozenset(
+    {"X-Request-ID", "Server-Timing", "X-Style", "X-Styles", "X-Faces-Found", "X-Face-Boxes", "Location"}
+)
+_STYLE_FIELDS = ("style", "styles")
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Make ``app.openapi()`` return the rewritten document (FastAPI caches it; the rewrite runs once)."""
+def install_openapi(app: FastAPI, default_style: str | None) -> None:
+    """Make ``app.openapi()`` return the rewritten document (FastAPI caches it; the rewrite runs once).
+
+    ``default_style`` becomes the example of the style fields, so "Try it out" on ``/docs`` names a style
+    this service has; without one the examples go and the service's own default applies.
+    """
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         first = app.openapi_schema is None
         schema = generate()
         if first:
-            _rewrite(schema)
+            _rewrite(schema, default_style)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _rewrite(schema: dict[str, Any]) -> None:
+def _rewrite(schema: dict[str, Any], default_style: str | None) -> None:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for form in components.values():
+    for name, form in components.items():
         _binary_uploads(form)
+        if name.startswith("Body_"):
+            _style_examples(form, default_style)
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             for status, answer in operation.get("responses", {}).items():
@@ -82,6 +95,17 @@ def _binary_uploads(form: dict[str, Any]) -> None:
         for variant in [field, *field.get("anyOf", []), field.get("items", {})]:
             if "contentMediaType" in variant:
                 variant["format"] = "binary"
+
+
+def _style_examples(form: dict[str, Any], default_style: str | None) -> None:
+    for name in _STYLE_FIELDS:
+        field = form.get("properties", {}).get(name)
+        if field is None:
+            continue
+        if default_style:
+            field["examples"] = [default_style]
+        else:
+            field.pop("examples", None)
 
 
 def _typed_bodies(answer: dict[str, Any]) -> None:
@@ -102,9 +126,10 @@ def _declare_headers(answer: dict[str, Any], status: str, success: tuple[str, ..
     names = ["X-Request-ID"]
     if status in _RETRY_STATUSES:
         names.append("Retry-After")
-    if status.startswith("2"):
-        names.extend(success)
+    if status.startswith("2") and status != "204":
+        names.extend(name for name in success if name not in names)
     headers = answer.setdefault("headers", {})
     for name in names:
         description, kind = _HEADERS[name]
-        headers.setdefault(name, {"description": description, "schema": dict(kind)})
+        always = name in _ALWAYS or (name == "Retry-After" and status == "429")
+        headers.setdefault(name, {"description": description, "required": always, "schema": dict(kind)})
