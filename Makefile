@@ -7,6 +7,9 @@ WEIGHTS_DIR ?= $(or $(ANIMEGAN_WEIGHTS_DIR),weights)
 # Set to https://download.pytorch.org/whl/cpu for the small CPU-only torch wheel on Linux.
 TORCH_INDEX ?=
 
+TS_CLIENT := tests/live/typescript
+NODE_STAMP := $(TS_CLIENT)/node_modules/.installed
+
 .PHONY: install serve weights lint test image image-test clean
 
 install: $(STAMP)
@@ -36,7 +39,15 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# The TypeScript client test's packages (openapi-typescript, openapi-fetch, typescript), as package-lock.json pins them.
+$(NODE_STAMP): $(TS_CLIENT)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(TS_CLIENT) --no-audit --no-fund && touch $@; \
+	else \
+		echo "npm not found: the TypeScript client test will be skipped"; \
+	fi
+
+test: lint $(NODE_STAMP)
 	$(BIN)/python -m pytest
 
 # The container image with podman (or docker): see deploy/README.md for BASE_IMAGE and HOST_PIP.
@@ -49,4 +60,4 @@ image-test: $(STAMP)
 	ANIMEGAN_IMAGE="$(IMAGE)" $(BIN)/python -m pytest -m container
 
 clean:
-	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info
+	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info $(TS_CLIENT)/node_modules
