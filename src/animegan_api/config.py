@@ -131,6 +131,27 @@ class Settings(BaseSettings):
     job_max_side_limit: int = Field(
         4096, ge=16, description="Largest max_side of a picture job (pictures too large for one request)."
     )
+    job_max_attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Starts a job gets when runs are cut short (a crash, a lost replica) before it fails.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis for job records, queue and notices, shared by every replica (job_dir then on shared "
+        "storage); unset: the embedded SQLite store.",
+    )
+    redis_prefix: str = Field(
+        "{animegan}:", min_length=1, max_length=64, description="Prefix of this service's Redis keys (a hash tag)."
+    )
+    job_heartbeat_s: float = Field(
+        10.0,
+        ge=1,
+        le=600,
+        description="With Redis: a replica that has not renewed its claim on a job for this "
+        "long has lost it, and another replica runs the job.",
+    )
     video_max_duration_s: float = Field(600.0, gt=0, description="Longest video a job takes, in seconds.")
     video_max_frames: int = Field(20_000, ge=1, description="Most frames in a video job's source.")
     video_max_frame_pixels: int = Field(

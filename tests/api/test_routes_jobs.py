@@ -258,9 +258,9 @@ async def test_queued_jobs_survive_a_restart_and_an_interrupted_one_runs_again(s
         waiting = await submit(client, clip, max_side="64")
         interrupted = await submit(client, clip, max_side="64")
         store = client.app.state.services.jobs.store
-        record = store.get(interrupted["id"])
+        record = await store.get(interrupted["id"])
         record.status = "running"  # as if the process had died in the middle of it
-        store.save(record)
+        assert await store.save(record)
     async with serving(settings_for(job_workers=1)) as client:
         for job in (waiting, interrupted):
             assert (await finished(client, job["id"]))["status"] == "succeeded"
@@ -270,8 +270,8 @@ async def test_expired_results_are_swept(client: AppClient, clip: bytes) -> None
     job = await submit(client, clip, max_side="64")
     final = await finished(client, job["id"])
     jobs = client.app.state.services.jobs
-    assert jobs.sweep() == 0
-    assert jobs.sweep(now=jobs.store.get(job["id"]).expires_at + 1) == 1
+    assert await jobs.sweep() == 0
+    assert await jobs.sweep(now=(await jobs.store.get(job["id"])).expires_at + 1) == 1
     expect_error(await client.get(f"/v1/jobs/{job['id']}"), 404, "job_not_found")
     assert not (jobs.folder / job["id"]).exists()
     assert final["result"]["expires_at"]

@@ -69,6 +69,7 @@ STATUS: dict[str, int] = {
     "not_ready": 503,
     "shutting_down": 503,
     "style_unavailable": 503,
+    "jobs_unavailable": 503,
     "deadline_exceeded": 504,
 }
 _CODE_FOR_HTTP_STATUS = {

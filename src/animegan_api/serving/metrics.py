@@ -85,11 +85,15 @@ class Metrics:
         )
         self.memory_waiting = Gauge("animegan_memory_waiting_requests", "Requests waiting for memory.", registry=r)
 
-    def watch_jobs(self, store: Any) -> None:
-        """Jobs by status and the queue's depth, read from the store when scraped."""
+    def watch_jobs(self, census: Callable[[], dict[str, int]]) -> None:
+        """Jobs by status and the queue's depth (every replica's, with a shared store), as last counted.
+
+        The counts are taken after every change this replica makes and at every sweep, never
+        while a scrape waits: a shared store may be slow or away.
+        """
         for status in ("queued", "running", "succeeded", "failed", "canceled"):
-            self.jobs.labels(status).set_function(_count_of(store, status))
-        self.job_queue.set_function(lambda: store.counts().get("queued", 0))
+            self.jobs.labels(status).set_function(_count_of(census, status))
+        self.job_queue.set_function(lambda: census().get("queued", 0))
 
     def watch_engine(self, engine: Any, cache: Any) -> None:
         self.in_flight.set_function(lambda: engine.running)
@@ -108,5 +112,5 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def _count_of(store: Any, status: str) -> Callable[[], float]:
-    return lambda: float(store.counts().get(status, 0))
+def _count_of(census: Callable[[], dict[str, int]], status: str) -> Callable[[], float]:
+    return lambda: float(census().get(status, 0))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from animegan_api.config import Settings
@@ -20,8 +21,10 @@ from animegan_api.serving.admission import Admission, ImagePool
 from animegan_api.serving.budget import Budget
 from animegan_api.serving.cache import ResultCache
 from animegan_api.serving.engine import InferenceEngine
+from animegan_api.serving.jobs.backends import open_backend
+from animegan_api.serving.jobs.execution import JobExecutor
+from animegan_api.serving.jobs.ledger import Ledger
 from animegan_api.serving.jobs.manager import JobManager
-from animegan_api.serving.jobs.store import SqliteJobStore
 from animegan_api.serving.metrics import Metrics
 from animegan_api.serving.runner import Runner
 from animegan_api.serving.tickets import Ticket
@@ -44,6 +47,7 @@ class Services:
     draining: bool = False
     closed: bool = False
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _resources: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> Services:
@@ -65,11 +69,14 @@ class Services:
         cache = ResultCache(settings.cache_max_bytes)
         metrics.watch_engine(engine, cache)
         runner = Runner(detector, settings.max_pixels, settings.avatar_max_faces, cache, metrics)
-        store = await asyncio.to_thread(SqliteJobStore, settings.job_dir / "jobs.db")
+        resources = AsyncExitStack()
+        store, queue, signals = await open_backend(settings, resources)
+        ledger = Ledger(store, signals, settings.job_dir / "files", settings.job_ttl_s)
         services: Services
-        jobs = JobManager(settings, store, engine, images, runner, lambda: services.registry, metrics)
-        services = cls(settings, metrics, registry, engine, images, cache, runner, jobs)
-        jobs.start()
+        executor = JobExecutor(settings, ledger, engine, images, runner, lambda: services.registry, metrics)
+        jobs = JobManager(settings, ledger, queue, executor, metrics)
+        services = cls(settings, metrics, registry, engine, images, cache, runner, jobs, _resources=resources)
+        await jobs.start()
         return services
 
     def admission(self, ticket: Ticket, client_gone: Callable[[], Awaitable[object]]) -> Admission:
@@ -99,6 +106,7 @@ class Services:
         """Jobs stop and go back in the queue, then the threads end."""
         self.closed = True
         await self.jobs.close()
+        await self._resources.aclose()
         self.engine.shutdown()
         self.images.shutdown()
 

@@ -28,7 +28,7 @@ from animegan_api.http.job_schemas import JobDocument, JobList
 from animegan_api.http.routes.inference import PICTURE_CONTENT, FormatField, QualityField, StyleField
 from animegan_api.http.schemas import error_doc
 from animegan_api.pictures.framing import DEFAULT_MARGIN
-from animegan_api.serving.jobs.intake import inspect_upload, sniff
+from animegan_api.serving.jobs.intake import admit, inspect_upload, sniff
 from animegan_api.serving.jobs.records import Job, JobKind
 from animegan_api.serving.services import Services
 
@@ -122,8 +122,8 @@ async def submit_job(
     margin: _MarginField = DEFAULT_MARGIN,
 ) -> Response:
     jobs, settings = services.jobs, services.settings
-    if idempotency_key and (known := jobs.store.by_key(caller.owner, idempotency_key)):
-        return _document(services, known, 200)
+    if idempotency_key and (known := await jobs.store.by_key(caller.owner, idempotency_key)):
+        return await _document(services, known, 200)
     kind = sniff(await file.read(16))
     side = _side(kind, max_side, settings)
     if kind == "video" and mode == "avatar":
@@ -133,7 +133,7 @@ async def submit_job(
     upload = await _spool(file, settings.job_dir / "incoming")
     try:
         intake = await asyncio.to_thread(inspect_upload, upload, settings, loaded, side, fps)
-        seconds_per_unit = jobs.admit(loaded, intake)
+        seconds_per_unit = admit(services.engine, loaded, intake)
         options: dict[str, Any] = {"max_side": side}
         if kind == "video":
             options |= {"fps": fps, "deflicker": deflicker}
@@ -141,7 +141,7 @@ async def submit_job(
             options |= {"mode": mode, "format": format, "quality": quality}
         if mode == "avatar" and kind != "video":
             options |= {"face": face, "margin": margin}
-        job, created = jobs.submit(
+        job, created = await jobs.submit(
             upload,
             intake,
             entry.name,
@@ -154,7 +154,7 @@ async def submit_job(
     finally:
         upload.unlink(missing_ok=True)
     request.state.style = entry.name
-    return _document(services, job, 202 if created else 200)
+    return await _document(services, job, 202 if created else 200)
 
 
 @router.get("/v1/jobs", summary="List the caller's jobs, newest first", response_model=JobList)
@@ -168,10 +168,10 @@ async def list_jobs(
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the page before.")] = None,
 ) -> JobList:
     owner = None if caller.admin else caller.owner
-    jobs = services.jobs.store.page(owner, status, limit + 1, _read_cursor(cursor))
+    jobs = await services.jobs.store.page(owner, status, limit + 1, _read_cursor(cursor))
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    documents = [JobDocument.model_validate(services.jobs.document(job)) for job in jobs]
+    documents = [JobDocument.model_validate(await services.jobs.document(job)) for job in jobs]
     return JobList(jobs=documents, next_cursor=_cursor(jobs[-1]) if more else None)
 
 
@@ -179,7 +179,7 @@ async def list_jobs(
     "/v1/jobs/{job_id}", summary="A job's status, progress and result", response_model=JobDocument, responses=_NOT_FOUND
 )
 async def get_job(job_id: str, services: ServicesDep, caller: CallerDep) -> Response:
-    return _document(services, _visible(services, job_id, caller), 200)
+    return await _document(services, await _visible(services, job_id, caller), 200)
 
 
 @router.get(
@@ -202,7 +202,7 @@ async def job_events(
     caller: CallerDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> StreamingResponse:
-    _visible(services, job_id, caller)
+    await _visible(services, job_id, caller)
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
 
     async def stream() -> AsyncIterator[str]:
@@ -211,7 +211,7 @@ async def job_events(
             if job is None:
                 yield ": keep-alive\n\n"
                 continue
-            yield f"id: {job.version}\ndata: {json.dumps(services.jobs.document(job))}\n\n"
+            yield f"id: {job.version}\ndata: {json.dumps(await services.jobs.document(job))}\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
@@ -232,7 +232,7 @@ async def job_events(
     },
 )
 async def job_result(job_id: str, services: ServicesDep, caller: CallerDep) -> FileResponse:
-    job = _visible(services, job_id, caller)
+    job = await _visible(services, job_id, caller)
     if job.status != "succeeded" or not job.result_name:
         raise ApiError("job_not_finished", f"the job is {job.status}; its result is served once it has succeeded")
     path = services.jobs.folder / job.id / job.result_name
@@ -248,19 +248,19 @@ async def job_result(job_id: str, services: ServicesDep, caller: CallerDep) -> F
     responses={204: {"description": "The finished job and its result are deleted."}, **_NOT_FOUND},
 )
 async def delete_job(job_id: str, services: ServicesDep, caller: CallerDep) -> Response:
-    job = await services.jobs.cancel(_visible(services, job_id, caller))
-    return Response(status_code=204) if job is None else _document(services, job, 200)
+    job = await services.jobs.cancel(await _visible(services, job_id, caller))
+    return Response(status_code=204) if job is None else await _document(services, job, 200)
 
 
-def _visible(services: Services, job_id: str, caller: Caller) -> Job:
-    job = services.jobs.get(job_id, caller.owner, caller.admin)
+async def _visible(services: Services, job_id: str, caller: Caller) -> Job:
+    job = await services.jobs.get(job_id, caller.owner, caller.admin)
     if job is None:
         raise ApiError("job_not_found", f"no job {job_id[:64]!r}")
     return job
 
 
-def _document(services: Services, job: Job, status: int) -> JSONResponse:
-    document = services.jobs.document(job)
+async def _document(services: Services, job: Job, status: int) -> JSONResponse:
+    document = await services.jobs.document(job)
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if job.status in ("queued", "running"):
         headers["Retry-After"] = str(_poll_after(document["eta_s"]))

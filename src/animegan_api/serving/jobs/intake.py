@@ -20,12 +20,14 @@ from animegan_api.config import Settings
 from animegan_api.failures import Refusal
 from animegan_api.pictures import archives, imaging
 from animegan_api.pictures.video import DEMUXERS, VideoInfo, container_format, file_format, probe
+from animegan_api.runtime.memory import MiB
 from animegan_api.runtime.predictors import LoadedStyle
+from animegan_api.serving.engine import InferenceEngine
 from animegan_api.serving.jobs.records import JobKind
 from animegan_api.serving.jobs.video_work import expected_frames, processing_size
 from animegan_api.serving.sizing import Need, memory_need
 
-__all__ = ["Intake", "inspect_upload", "sniff", "unit_need"]
+__all__ = ["Intake", "admit", "inspect_upload", "sniff", "unit_need"]
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _VIDEO_BYTES_PER_PIXEL = 0.5  # H.264 at crf 20 stays well under this: the disk a result is counted at
@@ -68,6 +70,25 @@ def inspect_upload(path: Path, settings: Settings, style: LoadedStyle, side: int
     header = imaging.sizes(path.read_bytes(), max_pixels=settings.max_pixels, max_side=side)
     size = imaging.plan_size(*header.original, side, style.size_multiple)
     return Intake("picture", 1, size, _PICTURE_BYTES_PER_PIXEL * size[0] * size[1])
+
+
+def admit(engine: InferenceEngine, style: LoadedStyle, intake: Intake) -> float:
+    """Refuse a job whose frame or picture could never fit the memory budget; its model seconds per unit.
+
+    The speed is the engine's learned one (seeded from the style's warm-up), as requests are priced.
+    """
+    budget, need = engine.budget, unit_need(style, intake.unit_size)
+    if budget is not None and not budget.fits(need.nbytes):
+        unit = "frame" if intake.kind == "video" else "picture"
+        message = (
+            f"one {unit} needs {need.nbytes / MiB:.0f} MiB, more than the {budget.capacity / MiB:.0f} MiB one "
+            f"piece of work may have; the largest max_side that fits is {need.largest_side(budget.capacity)}"
+        )
+        raise Refusal("too_large_for_memory", message)
+    if style.warm_timing:
+        engine.speed.seed(style.predictor, *style.warm_timing)
+    width, height = intake.unit_size
+    return engine.speed.expected_s(style.predictor, 3 * width * height)
 
 
 def unit_need(style: LoadedStyle, size: tuple[int, int]) -> Need:

@@ -1,10 +1,13 @@
 """Jobs: submitted, queued, run a few at a time beside interactive requests, watched, collected and swept.
 
-The manager owns the job folder and the workers; the records live in a
-:class:`~animegan_api.serving.jobs.store.JobStore`. A restart loses nothing:
-jobs found running are queued again (they start over), queued ones stay
-queued, finished results are served until they expire. On shutdown a running
-job stops within one frame or picture and goes back in the queue.
+The manager answers the API's operations on jobs; records live in a
+:class:`~animegan_api.serving.jobs.store.JobStore`, the order in a
+:class:`~animegan_api.serving.jobs.queues.JobQueue`, this replica's runs in a
+:class:`~animegan_api.serving.jobs.execution.JobExecutor`, and replicas tell one
+another of changes and cancels through :class:`~animegan_api.serving.jobs.signals.JobSignals`.
+Embedded (SQLite, one replica) or shared (Redis, every replica), the rules are
+the same, and nothing is lost on a restart or a crash: a job cut short runs
+again from the start.
 """
 
 from __future__ import annotations
@@ -13,80 +16,67 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from animegan_api.config import Settings
 from animegan_api.failures import Refusal
-from animegan_api.runtime.memory import MiB
-from animegan_api.runtime.predictors import LoadedStyle
-from animegan_api.runtime.registry import StyleRegistry
-from animegan_api.serving.admission import ImagePool
-from animegan_api.serving.engine import InferenceEngine
-from animegan_api.serving.jobs.gate import JobGate, Stopped
-from animegan_api.serving.jobs.intake import Intake, unit_need
+from animegan_api.serving.jobs.execution import JobExecutor
+from animegan_api.serving.jobs.intake import Intake
+from animegan_api.serving.jobs.ledger import Ledger
+from animegan_api.serving.jobs.queues import JobQueue
 from animegan_api.serving.jobs.records import Job, new_id
-from animegan_api.serving.jobs.store import JobStore
-from animegan_api.serving.jobs.work import Work, run_job
+from animegan_api.serving.jobs.signals import Signal
 from animegan_api.serving.metrics import Metrics
-from animegan_api.serving.runner import Runner
 
 __all__ = ["JobManager"]
 
 log = logging.getLogger("animegan_api.jobs")
-_PROGRESS_EVERY_S = 0.5
+_CANCEL_WAIT_S = 30.0
+_CENSUS_S = 5.0
+_RACES = 8  # writes lost to another replica in a row before an operation gives the record as it is
 
 
 class JobManager:
-    """Every job of this service: the API's operations on them and the workers that run them."""
+    """Every job of this service: the API's operations on them, and the runs this replica takes."""
 
     def __init__(
-        self,
-        settings: Settings,
-        store: JobStore,
-        engine: InferenceEngine,
-        images: ImagePool,
-        runner: Runner,
-        registry: Callable[[], StyleRegistry],
-        metrics: Metrics,
+        self, settings: Settings, ledger: Ledger, queue: JobQueue, executor: JobExecutor, metrics: Metrics
     ) -> None:
-        self.settings, self.store, self.engine, self.images = settings, store, engine, images
-        self.runner, self._registry, self.metrics = runner, registry, metrics
-        self.folder = settings.job_dir / "files"
-        self._wake = asyncio.Event()
+        self.settings, self.ledger, self.queue, self.executor, self.metrics = settings, ledger, queue, executor, metrics
+        self.store, self.folder = ledger.store, ledger.folder
         self._changed: dict[str, asyncio.Event] = {}
-        self._stops: dict[str, str] = {}  # running job id -> why it must stop ("canceled", "shutdown")
-        self._ended: dict[str, asyncio.Event] = {}  # running job id -> set when it has stopped
-        self._tasks: list[asyncio.Task[None]] = []
-        self._closing = False
+        self._sweeper_task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        """Queue again what a previous run left running, then start the workers and the sweeper."""
+    async def start(self) -> None:
+        """Listen for notices, take jobs from the queue, and sweep expired ones."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        for job in self.store.requeue_running():
-            log.info("job %s queued again after a restart", job.id, extra={"fields": _fields(job)})
-        self.metrics.watch_jobs(self.store)
-        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.settings.job_workers)]
-        self._tasks.append(asyncio.create_task(self._sweeper()))
-        self._wake.set()
+        self.ledger.signals.listen(self._on_signal)
+        self.metrics.watch_jobs(lambda: self.ledger.census)
+        try:
+            self.ledger.census = await self.store.counts()
+        except Refusal as exc:  # a shared store away at start: jobs answer 503 until it is back
+            log.warning("job store unreachable at start: %s", exc.message)
+        await self.queue.start(self.executor.execute)
+        self._sweeper_task = asyncio.create_task(self._sweeper())
 
     async def close(self) -> None:
-        """Stop running jobs within a frame and queue them again; the workers end."""
-        self._closing = True
-        for job_id in list(self._stops):
-            self._stops[job_id] = "shutdown"
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.store.close()
+        """Running jobs stop within a frame and go back in the queue; then the queue and notices end."""
+        self.executor.stop_all()
+        await self.queue.close()
+        if self._sweeper_task is not None:
+            self._sweeper_task.cancel()
+            await asyncio.gather(self._sweeper_task, return_exceptions=True)
+        await self.ledger.signals.close()
+        await self.store.close()
 
-    def submit(
+    async def submit(
         self, upload: Path, intake: Intake, style: str, options: dict[str, Any], **fields: Any
     ) -> tuple[Job, bool]:
         """A new queued job whose input is ``upload`` (moved into its folder), and True; or the job its
         idempotency key already made, and False."""
-        used = self.store.reserved_bytes()
+        used = await self.store.reserved_bytes()
         need = upload.stat().st_size + intake.output_bytes
         limit = self.settings.job_disk_mb * 1024 * 1024
         if used + need > limit:
@@ -97,75 +87,72 @@ class JobManager:
         folder = self.folder / job.id
         folder.mkdir(parents=True)
         shutil.move(upload, folder / "input")
-        stored = self.store.add(job)
+        try:
+            stored = await self.store.add(job)
+            if stored is job:
+                await self.queue.enqueue(job.id)
+        except Refusal:
+            shutil.rmtree(folder, ignore_errors=True)
+            await self._forget(job)
+            raise
         if stored is not job:  # the same idempotency key, submitted meanwhile: that job stands
             shutil.rmtree(folder, ignore_errors=True)
             return stored, False
-        self._transition(job, "submitted")
-        self._wake.set()
+        await self.ledger.announce(job)
+        self.ledger.log(job, "submitted")
         return job, True
 
-    def admit(self, style: LoadedStyle, intake: Intake) -> float:
-        """Refuse a job whose frame or picture could never fit the memory budget; its model seconds per unit.
-
-        The speed is the engine's learned one (seeded from the style's warm-up), as requests are priced.
-        """
-        budget, need = self.engine.budget, unit_need(style, intake.unit_size)
-        if budget is not None and not budget.fits(need.nbytes):
-            unit = "frame" if intake.kind == "video" else "picture"
-            message = (
-                f"one {unit} needs {need.nbytes / MiB:.0f} MiB, more than the {budget.capacity / MiB:.0f} MiB one "
-                f"piece of work may have; the largest max_side that fits is {need.largest_side(budget.capacity)}"
-            )
-            raise Refusal("too_large_for_memory", message)
-        if style.warm_timing:
-            self.engine.speed.seed(style.predictor, *style.warm_timing)
-        width, height = intake.unit_size
-        return self.engine.speed.expected_s(style.predictor, 3 * width * height)
-
-    def get(self, job_id: str, owner: str | None, admin: bool = False) -> Job | None:
+    async def get(self, job_id: str, owner: str | None, admin: bool = False) -> Job | None:
         """The job, if it exists and the caller may see it."""
-        job = self.store.get(job_id)
+        job = await self.store.get(job_id)
         if job is None or not (admin or owner is None or job.owner == owner):
             return None
         return job
 
-    def document(self, job: Job) -> dict[str, Any]:
+    async def document(self, job: Job) -> dict[str, Any]:
         """The job's document with its place in the queue and the time left, from the model's learned speed."""
         position, eta = None, None
         if job.status == "queued":
-            queued = self.store.queued()
+            queued = await self.store.queued()
             ahead = [other for other in queued if (other.created_at, other.id) < (job.created_at, job.id)]
             position = len(ahead) + 1
-            running = sum(self._left_s(other) for other in self.store.running())
+            running = sum(_left_s(other) for other in await self.store.running())
             workers = max(1, self.settings.job_workers)
-            eta = (running + sum(self._left_s(other) for other in ahead)) / workers + self._left_s(job)
+            eta = (running + sum(_left_s(other) for other in ahead)) / workers + _left_s(job)
         elif job.status == "running":
-            eta = self._left_s(job)
+            eta = _left_s(job)
         return job.document(position, eta)
 
     async def cancel(self, job: Job) -> Job | None:
-        """Cancel a queued job at once, a running one within a frame (returned once stopped); None: deleted.
-
-        A finished job is deleted with its result.
-        """
-        if job.status == "queued":
-            job.status, job.finished_at = "canceled", time.time()
-            self._finish_files(job, keep_result=False)
-            self._transition(job, "canceled")
-            return job
-        if job.status == "running" and job.id in self._stops:
-            self._stops[job.id] = "canceled"
-            await self._ended.setdefault(job.id, asyncio.Event()).wait()
-            return self.store.get(job.id)
-        self._remove(job)
-        return None
+        """Cancel a queued job at once, a running one within a frame wherever it runs (returned once
+        stopped); delete a finished one with its result (None)."""
+        for _ in range(_RACES):  # each lost race re-reads the record: another replica wrote it meanwhile
+            if job.final:
+                await self.ledger.remove(job)
+                return None
+            if job.status == "queued":
+                job.status, job.finished_at = "canceled", time.time()
+                self.ledger.close_record(job)
+                if await self.ledger.save(job):
+                    self.ledger.clear_files(job)
+                    self.ledger.log(job, "canceled")
+                    return job
+            else:
+                job.cancel_requested = True
+                if await self.ledger.save(job):
+                    await self.ledger.signals.publish("cancel", job.id)
+                    return await self._ended(job)
+            fresh = await self.store.get(job.id)
+            if fresh is None:
+                return None
+            job = fresh
+        return job
 
     async def changes(self, job_id: str, after: int) -> AsyncIterator[Job | None]:
         """The job each time it changes past version ``after``; None every 15 s of quiet (a keep-alive)."""
         while True:
             event = self._changed.setdefault(job_id, asyncio.Event())
-            job = self.store.get(job_id)
+            job = await self.store.get(job_id)
             if job is None:
                 return
             if job.version > after:
@@ -179,124 +166,56 @@ class JobManager:
             except TimeoutError:
                 yield None
 
-    def sweep(self, now: float | None = None) -> int:
+    async def sweep(self, now: float | None = None) -> int:
         """Delete the jobs whose results have expired; returns how many."""
-        expired = self.store.expired(time.time() if now is None else now)
+        expired = await self.store.expired(time.time() if now is None else now)
         for job in expired:
-            self._remove(job)
+            await self.ledger.remove(job)
         return len(expired)
 
-    async def _worker(self) -> None:
-        while not self._closing:
-            job = self.store.claim()
-            if job is None:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            await self._run(job)
-
-    async def _run(self, job: Job) -> None:
-        job.started_at, job.done, job.items, job.error = time.time(), 0, [], None
-        self._stops[job.id] = ""
-        self._ended[job.id] = asyncio.Event()
-        gate = JobGate(self.engine, self.images, lambda: self._stops.get(job.id) or None)
-        last, counted = [0.0], [0]
-
-        def progress() -> None:
-            self.metrics.job_units.labels(job.kind).inc(job.done - counted[0])
-            counted[0] = job.done
-            if (now := time.monotonic()) - last[0] >= _PROGRESS_EVERY_S:
-                last[0] = now
-                self._save(job)
-
-        self._transition(job, "running")
-        started = time.perf_counter()
+    async def _ended(self, job: Job) -> Job:
+        """The job once it has ended, or as it stands after ``_CANCEL_WAIT_S`` (its replica may be gone:
+        the cancel is in its record, and the replica that takes it over ends it)."""
+        latest = job
         try:
-            style = await self._style(job.style)
-            work = Work(job, self.folder / job.id, style, gate, self.runner, progress, self.settings.inference_nice)
-            job.result_name, job.content_type = await run_job(work)
-            job.status = "succeeded"
-        except Stopped as stop:
-            job.status = "canceled" if str(stop) == "canceled" else "queued"
-        except asyncio.CancelledError:  # the service is shutting down: the job runs again after the restart
-            job.status = "queued"
-        except Refusal as exc:
-            job.status, job.error = "failed", {"code": exc.code, "message": exc.message}
-        except Exception as exc:  # a bug must fail one job, never the worker
-            log.exception("job %s failed", job.id)
-            job.status, job.error = "failed", {"code": "internal_error", "message": type(exc).__name__}
-        finally:
-            gate.release()
-            self._stops.pop(job.id, None)
-        self._settle(job, time.perf_counter() - started)
-        self._ended.pop(job.id).set()
+            async with asyncio.timeout(_CANCEL_WAIT_S):
+                async for changed in self.changes(job.id, job.version):
+                    latest = changed or latest
+        except TimeoutError:
+            pass
+        return latest
 
-    def _settle(self, job: Job, seconds: float) -> None:
-        if job.status == "queued":
-            job.started_at, job.done, job.items = None, 0, []
-            self._transition(job, "requeued")
-            return
-        job.finished_at = time.time()
-        self._finish_files(job, keep_result=job.status == "succeeded")
-        self.metrics.job_duration.labels(job.kind, job.status).observe(seconds)
-        self._transition(job, job.status)
+    async def _forget(self, job: Job) -> None:
+        """A job whose enqueue failed is not kept: the client was told 503 and will submit again."""
+        try:
+            if await self.store.get(job.id) is not None:
+                await self.store.delete(job.id)
+        except Refusal:
+            log.warning("job %s stored but not queued; the store is out of reach", job.id)
 
-    async def _style(self, name: str) -> LoadedStyle:
-        registry = self._registry()
-        entry = registry.lookup(name)
-        if entry is None or entry.error:
-            raise Refusal("style_unavailable", f"style {name!r} is no longer available")
-        return await registry.acquire(entry)
-
-    def _finish_files(self, job: Job, keep_result: bool) -> None:
-        """A finished job keeps only its result, counted at its real size, until it expires."""
-        folder = self.folder / job.id
-        for path in folder.glob("*"):
-            if not (keep_result and path.name == job.result_name):
-                path.unlink(missing_ok=True)
-        result = folder / job.result_name if keep_result and job.result_name else None
-        job.result_bytes = result.stat().st_size if result else None
-        job.reserved_bytes = job.result_bytes or 0
-        job.expires_at = job.finished_at + self.settings.job_ttl_s if job.finished_at else None
-
-    def _remove(self, job: Job) -> None:
-        shutil.rmtree(self.folder / job.id, ignore_errors=True)
-        self.store.delete(job.id)
-        self._notify(job.id)
-        log.info("job %s deleted", job.id, extra={"fields": {**_fields(job), "event": "deleted"}})
-
-    def _left_s(self, job: Job) -> float:
-        """Model seconds the job still needs: its own measured pace once running, else the learned speed."""
-        left = max(0, job.total - job.done)
-        if job.status == "running" and job.done and job.started_at:
-            return left * (time.time() - job.started_at) / job.done
-        return left * job.seconds_per_unit
-
-    def _save(self, job: Job) -> None:
-        self.store.save(job)
-        self._notify(job.id)
-
-    def _notify(self, job_id: str) -> None:
-        if (event := self._changed.pop(job_id, None)) is not None:
+    def _on_signal(self, signal: Signal, job_id: str) -> None:
+        if signal == "cancel":
+            self.executor.stop(job_id, "canceled")
+        elif (event := self._changed.pop(job_id, None)) is not None:
             event.set()
 
-    def _transition(self, job: Job, event: str) -> None:
-        if event != "submitted":
-            self._save(job)
-        else:
-            self._notify(job.id)
-        log.info("job %s %s", job.id, event, extra={"fields": {**_fields(job), "event": event}})
-
     async def _sweeper(self) -> None:
-        interval = min(60.0, self.settings.job_ttl_s / 4)
+        """Count the jobs every few seconds (other replicas change them too) and sweep the expired ones."""
+        interval, last = min(60.0, self.settings.job_ttl_s / 4), time.monotonic()
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(_CENSUS_S)
             try:
-                self.sweep()
+                self.ledger.census = await self.store.counts()
+                if time.monotonic() - last >= interval:
+                    last = time.monotonic()
+                    await self.sweep()
             except Exception:  # a sweep that fails is tried again, never stops the service
                 log.exception("job sweep failed")
 
 
-def _fields(job: Job) -> dict[str, Any]:
-    error = job.error["code"] if job.error else None
-    return {"job": job.id, "kind": job.kind, "status": job.status, "style": job.style, "done": job.done, "error": error}
+def _left_s(job: Job) -> float:
+    """Model seconds the job still needs: its own measured pace once running, else the learned speed."""
+    left = max(0, job.total - job.done)
+    if job.status == "running" and job.done and job.started_at:
+        return left * (time.time() - job.started_at) / job.done
+    return left * job.seconds_per_unit

@@ -11,11 +11,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["FINAL", "Job", "JobKind", "JobStatus", "new_id"]
+__all__ = ["FINAL", "STATUSES", "Job", "JobKind", "JobStatus", "new_id"]
 
 JobKind = Literal["video", "batch", "picture"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
 FINAL: frozenset[str] = frozenset({"succeeded", "failed", "canceled"})
+STATUSES: tuple[JobStatus, ...] = ("queued", "running", "succeeded", "failed", "canceled")
 
 
 def new_id() -> str:
@@ -48,7 +49,9 @@ class Job:
     reserved_bytes: int = 0  # disk the job may come to hold, counted against the folder's limit at submit
     seconds_per_unit: float = 0.0  # the model time one frame or picture is expected to take
     items: list[dict[str, Any]] = field(default_factory=list)
-    version: int = 0  # bumped by every saved change: the events stream's id
+    attempts: int = 0  # runs started; one a crash or a lost replica cut short counts, a shutdown does not
+    cancel_requested: bool = False  # a cancel for a running job, found by whichever replica runs it
+    version: int = 0  # bumped by every saved change: the events stream's id and the stores' write check
 
     @property
     def final(self) -> bool:

@@ -1,15 +1,17 @@
 """Where job records live: one small interface, and the embedded SQLite store behind it.
 
-The interface is what the manager needs and no more, so a store shared by
-replicas can take the SQLite one's place. Every method is short and runs on
-the event loop: SQLite in WAL mode answers these in well under a millisecond.
+The interface is what the manager needs and no more; the Redis store shared by
+replicas (:mod:`~animegan_api.serving.jobs.redis_store`) has the same one. The
+SQLite store's methods are short and run on the event loop: SQLite in WAL mode
+answers them in well under a millisecond. It alone also claims the next job
+(:meth:`SqliteJobStore.claim`): with Redis, the shared queue does that.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,47 +21,49 @@ __all__ = ["JobStore", "SqliteJobStore"]
 
 
 class JobStore(Protocol):
-    """The records of every job, their order in the queue, and atomic claims of the next one."""
+    """The records of every job and their indexes; replicas sharing a store see the same jobs.
 
-    def add(self, job: Job) -> Job:
+    ``save`` writes only over the version it was read at, so two writers (a
+    cancel and a start, a replica and the one that took its job over) never
+    undo each other: the one that loses re-reads and decides again.
+    """
+
+    async def add(self, job: Job) -> Job:
         """Store a new job; where its owner already used its idempotency key, the job stored then instead."""
 
-    def get(self, job_id: str) -> Job | None: ...
+    async def get(self, job_id: str) -> Job | None: ...
 
-    def by_key(self, owner: str | None, key: str) -> Job | None:
+    async def by_key(self, owner: str | None, key: str) -> Job | None:
         """The job submitted with this idempotency key by this owner, if any."""
 
-    def save(self, job: Job) -> None:
-        """Write the job's state and bump its version."""
+    async def save(self, job: Job) -> bool:
+        """Write the job and bump its version, if nobody wrote it since it was read; False otherwise."""
 
-    def claim(self) -> Job | None:
-        """The oldest queued job, now running; None when none is queued."""
-
-    def requeue_running(self) -> list[Job]:
-        """Put every running job back in the queue (a restart found them running)."""
-
-    def queued(self) -> list[Job]:
+    async def queued(self) -> list[Job]:
         """Queued jobs, first in line first."""
 
-    def running(self) -> list[Job]: ...
+    async def running(self) -> list[Job]: ...
 
-    def page(self, owner: str | None, status: str | None, limit: int, before: tuple[float, str] | None) -> list[Job]:
+    async def page(
+        self, owner: str | None, status: str | None, limit: int, before: tuple[float, str] | None
+    ) -> list[Job]:
         """Jobs newest first, of one owner (None: all), optionally of one status, older than ``before``."""
 
-    def expired(self, now: float) -> list[Job]: ...
+    async def expired(self, now: float) -> list[Job]: ...
 
-    def delete(self, job_id: str) -> None: ...
+    async def delete(self, job_id: str) -> None: ...
 
-    def counts(self) -> dict[str, int]:
+    async def counts(self) -> dict[str, int]:
         """Jobs by status."""
 
-    def reserved_bytes(self) -> int:
+    async def reserved_bytes(self) -> int:
         """Disk every job still on disk may hold."""
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
 
 
 _COLUMNS = [f.name for f in fields(Job)]
+_DEFAULTS = {f.name: None if f.default is MISSING else f.default for f in fields(Job)}
 _JSON = {"options", "error", "items"}
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, {", ".join(_COLUMNS[1:])});
@@ -79,55 +83,59 @@ class SqliteJobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)  # untyped columns: SQLite keeps each value's own type
+        known = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name in _COLUMNS:  # a folder written by an older release: its records get the new fields' defaults
+            if name not in known:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} DEFAULT {json.dumps(_DEFAULTS[name])}")
 
-    def add(self, job: Job) -> Job:
+    async def add(self, job: Job) -> Job:
         row = _row(job)
         marks = ", ".join("?" for _ in row)
         try:
             self._db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({marks})", list(row.values()))
         except sqlite3.IntegrityError:  # a concurrent submit with the same idempotency key got there first
-            if job.idempotency_key is None or (known := self.by_key(job.owner, job.idempotency_key)) is None:
+            if job.idempotency_key is None or (known := await self.by_key(job.owner, job.idempotency_key)) is None:
                 raise
             return known
         return job
 
-    def get(self, job_id: str) -> Job | None:
+    async def get(self, job_id: str) -> Job | None:
         return self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
 
-    def by_key(self, owner: str | None, key: str) -> Job | None:
+    async def by_key(self, owner: str | None, key: str) -> Job | None:
         return self._one("SELECT * FROM jobs WHERE owner IS ? AND idempotency_key = ?", (owner, key))
 
-    def save(self, job: Job) -> None:
-        job.version += 1
-        row = _row(job)
-        assignments = ", ".join(f"{name} = ?" for name in row if name != "id")
-        values = [value for name, value in row.items() if name != "id"]
-        self._db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*values, job.id])
+    async def save(self, job: Job) -> bool:
+        return self._save(job)
 
-    def claim(self) -> Job | None:
+    async def claim(self) -> Job | None:
+        """The oldest queued job, marked running; None when none is queued."""
         with self._db:  # BEGIN IMMEDIATE: no other claim between the read and the write
             self._db.execute("BEGIN IMMEDIATE")
             job = self._one("SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at, id LIMIT 1", ())
             if job is None:
                 return None
             job.status = "running"
-            self.save(job)
+            self._save(job)
             return job
 
-    def requeue_running(self) -> list[Job]:
-        jobs = self.running()
+    async def requeue_running(self) -> list[Job]:
+        """Put every running job back in the queue: a restart found them running, so they were cut short."""
+        jobs = await self.running()
         for job in jobs:
             job.status, job.done, job.started_at = "queued", 0, None
-            self.save(job)
+            self._save(job)
         return jobs
 
-    def queued(self) -> list[Job]:
+    async def queued(self) -> list[Job]:
         return self._many("SELECT * FROM jobs WHERE status = 'queued' ORDER BY created_at, id", ())
 
-    def running(self) -> list[Job]:
+    async def running(self) -> list[Job]:
         return self._many("SELECT * FROM jobs WHERE status = 'running' ORDER BY created_at, id", ())
 
-    def page(self, owner: str | None, status: str | None, limit: int, before: tuple[float, str] | None) -> list[Job]:
+    async def page(
+        self, owner: str | None, status: str | None, limit: int, before: tuple[float, str] | None
+    ) -> list[Job]:
         where: list[str] = ["1 = 1"]
         values: list[object] = []
         if owner is not None:
@@ -142,21 +150,32 @@ class SqliteJobStore:
         query = f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
         return self._many(query, (*values, limit))
 
-    def expired(self, now: float) -> list[Job]:
+    async def expired(self, now: float) -> list[Job]:
         return self._many("SELECT * FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
 
-    def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str) -> None:
         self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
-    def counts(self) -> dict[str, int]:
+    async def counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall())
 
-    def reserved_bytes(self) -> int:
+    async def reserved_bytes(self) -> int:
         total = self._db.execute("SELECT COALESCE(SUM(reserved_bytes), 0) FROM jobs").fetchone()[0]
         return int(total)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self._db.close()
+
+    def _save(self, job: Job) -> bool:
+        row = _row(job)
+        row["version"] = job.version + 1
+        assignments = ", ".join(f"{name} = ?" for name in row if name != "id")
+        values = [value for name, value in row.items() if name != "id"]
+        query = f"UPDATE jobs SET {assignments} WHERE id = ? AND version = ?"
+        if self._db.execute(query, [*values, job.id, job.version]).rowcount != 1:
+            return False
+        job.version += 1
+        return True
 
     def _one(self, query: str, values: tuple[Any, ...]) -> Job | None:
         found = self._many(query, values)
