@@ -303,7 +303,9 @@ def test_compose_file_is_read_by_podman_compose(image: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    (create,) = [line for line in result.stdout.splitlines() if line.startswith("podman create")]
+    creates = [line for line in result.stdout.splitlines() if line.startswith("podman create")]
+    (create,) = [line for line in creates if "_animegan_1" in line]
+    assert any("redis-server --appendonly yes" in line for line in creates)  # the replica depends on Redis
     for flag in ("--read-only", "--tmpfs /tmp", f"-v {REPO / 'weights'}:/weights:ro", "-p 8000:8000"):
         assert flag in create, (flag, create)
     for flag in ("--stop-signal SIGTERM", "--cpus 2.0", "-m 3g", "-e ANIMEGAN_LOG_FORMAT=json"):

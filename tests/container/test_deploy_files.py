@@ -97,11 +97,15 @@ def test_dockerfile_and_compose_agree_with_the_service() -> None:
     env = _dockerfile_env()
     assert env["ANIMEGAN_WEIGHTS_DIR"] == "/weights" and env["OMP_NUM_THREADS"] == env["ANIMEGAN_THREADS"]
     compose = yaml.safe_load((REPO / "docker/compose.yaml").read_text())
-    service = compose["services"]["animegan"]
-    assert any(v.endswith(":/weights:ro") for v in service["volumes"])
+    for name in ("animegan", "animegan-2"):  # two replicas sharing Redis and the job volume
+        service = compose["services"][name]
+        assert any(v.endswith(":/weights:ro") for v in service["volumes"]) and "jobs:/jobs" in service["volumes"]
+        assert service["environment"]["ANIMEGAN_REDIS_URL"] == "redis://redis:6379/0"
+    assert "--appendonly" in compose["services"]["redis"]["command"]
     assert compose["services"]["prometheus"]["volumes"][0].startswith("./prometheus.yml")
     scrape = yaml.safe_load((REPO / "docker/prometheus.yml").read_text())["scrape_configs"][0]
-    assert scrape["metrics_path"] == "/metrics" and scrape["static_configs"][0]["targets"] == ["animegan:8000"]
+    targets = scrape["static_configs"][0]["targets"]
+    assert scrape["metrics_path"] == "/metrics" and targets == ["animegan:8000", "animegan-2:8000"]
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".venv", "tests", "*.pt", "*.onnx"} <= set(ignored)
 
