@@ -276,9 +276,11 @@ def test_the_deployment_manifest_runs_under_podman_kube_play(image: str, weights
         print(f"\nkube play: pods {pods}, container {name}, memory {host['Memory']}, cpus {cpus}")
     finally:
         down = kube("down", str(played))
-        for volume in spec["volumes"]:  # podman makes each emptyDir a named volume that outlives the pod
+        for volume in spec["volumes"]:  # podman makes each emptyDir and claim a named volume that outlives the pod
             if "emptyDir" in volume:
                 podman("volume", "rm", "--force", volume["name"], check=False)
+            elif volume["name"] != "weights":
+                podman("volume", "rm", "--force", volume["persistentVolumeClaim"]["claimName"], check=False)
         assert down.returncode == 0, down.stderr
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from streaq import Worker
 
+from animegan_api.config import Settings
 from animegan_api.runtime.memory import default_budget
 from local_server import free_port, launch, wait_ready
 
@@ -50,7 +52,7 @@ def test_kubernetes_manifests_validate_strictly() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert {m.name for m in MANIFESTS} >= {"deployment.yaml", "service.yaml", "hpa.yaml", "pdb.yaml"}
+    assert {m.name for m in MANIFESTS} >= {"deployment.yaml", "service.yaml", "pdb.yaml", "redis.yaml", "jobs-pvc.yaml"}
 
 
 def test_manifests_agree_with_the_service() -> None:
@@ -76,9 +78,29 @@ def test_manifests_agree_with_the_service() -> None:
     assert budget_mb != 0, "the memory budget must not be turned off in the shipped manifest"
     budget = budget_mb * 1024 * 1024 if budget_mb > 0 else default_budget(limit)
     assert budget <= limit - 256 * 1024 * 1024
-    hpa = yaml.safe_load((REPO / "deploy/kubernetes/hpa.yaml").read_text())
-    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    assert "animegan_queued_requests" in (REPO / "deploy/kubernetes/hpa.yaml").read_text()
+
+
+def test_replicas_share_jobs_and_scale_on_the_job_queue() -> None:
+    """Redis and a RWX job volume for every replica; KEDA scales on the very stream the service's queue uses."""
+    deployment = yaml.safe_load((REPO / "deploy/kubernetes/deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    redis_service = list(yaml.safe_load_all((REPO / "deploy/kubernetes/redis.yaml").read_text()))[1]
+    address = f"{redis_service['metadata']['name']}:{redis_service['spec']['ports'][0]['port']}"
+    assert env["ANIMEGAN_REDIS_URL"] == f"redis://{address}/0"
+    claim = yaml.safe_load((REPO / "deploy/kubernetes/jobs-pvc.yaml").read_text())
+    jobs = next(v for v in pod["volumes"] if v["name"] == "jobs")
+    assert jobs["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    scaled = yaml.safe_load((REPO / "deploy/kubernetes/keda/scaledobject.yaml").read_text())
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["kind"] == "ScaledObject"
+    assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    triggers = {trigger["type"]: trigger for trigger in scaled["spec"]["triggers"]}
+    assert triggers["cpu"]["metadata"]["value"] == "70" and triggers["cpu"]["metricType"] == "Utilization"
+    queue = Worker(redis_url="redis://unused", queue_name=Settings().redis_prefix + "jobs")
+    streams = triggers["redis-streams"]["metadata"]
+    assert streams["stream"] == queue.stream_key + queue.priorities[0] and streams["address"] == address
+    assert int(streams["streamLength"]) == int(env.get("ANIMEGAN_JOB_WORKERS", "1"))  # a pod per job it can run
 
 
 def _bytes(quantity: str) -> int:

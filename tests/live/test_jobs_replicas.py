@@ -117,6 +117,7 @@ def test_keys_and_owners_hold_across_replicas(replicas: Replicas, tmp_path: Path
         assert stranger.status_code == 404 and stranger.json()["error"]["code"] == "job_not_found"
         mine = httpx.get(f"{server.url}/v1/jobs", headers={"X-API-Key": "key-b"}, timeout=10).json()
         assert mine["jobs"] == []
+    assert one.stop() == 0 and two.stop() == 0  # SIGTERM still drains and exits: the queue took no signal
 
 
 def test_a_cancel_through_one_replica_stops_the_job_running_on_the_other(replicas: Replicas, tmp_path: Path) -> None:
