@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,6 +167,15 @@ def test_redis_away_costs_the_job_routes_only_and_jobs_go_on_after_a_restart(
     clip = make_clip(tmp_path / "clip.mp4", size=(192, 144), frames=90).read_bytes()
     job_id = _submit(server, clip).json()["id"]
     _events(server, job_id, until=lambda doc: doc["done"] > 0)
+    watched: dict[str, Any] = {}
+    streaming = threading.Event()
+
+    def watch() -> None:  # one events stream, open across the outage
+        watched.update(_events(server, job_id, until=lambda doc: streaming.set() or doc["status"] == "succeeded"))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    assert streaming.wait(30)
     redis_server.stop()  # mid-job; its append-only file keeps every record and the queue
     began = time.monotonic()
     refused = _submit(server, clip)
@@ -181,3 +191,5 @@ def test_redis_away_costs_the_job_routes_only_and_jobs_go_on_after_a_restart(
     redis_server.start()
     eventually(lambda: httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).status_code == 200, 30, "jobs back")
     assert _events(server, job_id)["status"] == "succeeded"
+    watcher.join(60)
+    assert watched["status"] == "succeeded"  # the stream opened before Redis left saw the end

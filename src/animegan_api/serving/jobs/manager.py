@@ -149,10 +149,18 @@ class JobManager:
         return job
 
     async def changes(self, job_id: str, after: int) -> AsyncIterator[Job | None]:
-        """The job each time it changes past version ``after``; None every 15 s of quiet (a keep-alive)."""
+        """The job each time it changes past version ``after``; None every 15 s of quiet (a keep-alive).
+
+        A shared store out of reach keeps the stream open on keep-alives, read again every few seconds.
+        """
         while True:
             event = self._changed.setdefault(job_id, asyncio.Event())
-            job = await self.store.get(job_id)
+            try:
+                job = await self.store.get(job_id)
+            except Refusal:
+                yield None
+                await asyncio.sleep(_CENSUS_S)
+                continue
             if job is None:
                 return
             if job.version > after:
