@@ -36,8 +36,10 @@ __all__ = ["delete_job", "get_job", "job_events", "job_result", "list_jobs", "su
 
 router = APIRouter(tags=["jobs"])
 
+_UNAVAILABLE = "With `ANIMEGAN_REDIS_URL`: Redis cannot be reached (`jobs_unavailable`); see `Retry-After`."
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: error_doc("No such job, or it belongs to another API key (`job_not_found`).")
+    404: error_doc("No such job, or it belongs to another API key (`job_not_found`)."),
+    503: error_doc(_UNAVAILABLE),
 }
 _RESULT_CONTENT = {"video/mp4": {}, "application/zip": {}, **PICTURE_CONTENT}
 _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -53,7 +55,7 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
         "A video that cannot be decoded (`invalid_video`), a broken, encrypted or nested ZIP (`invalid_archive`), "
         "or a field out of range (`invalid_request`)."
     ),
-    503: error_doc("The service is starting or draining (`not_ready`, `shutting_down`)."),
+    503: error_doc(f"The service is starting or draining (`not_ready`, `shutting_down`). {_UNAVAILABLE}"),
     507: error_doc("The job folder has no room for this job's files (`insufficient_storage`); see `Retry-After`."),
 }
 _MaxSideField = Annotated[
@@ -157,7 +159,12 @@ async def submit_job(
     return await _document(services, job, 202 if created else 200)
 
 
-@router.get("/v1/jobs", summary="List the caller's jobs, newest first", response_model=JobList)
+@router.get(
+    "/v1/jobs",
+    summary="List the caller's jobs, newest first",
+    response_model=JobList,
+    responses={503: error_doc(_UNAVAILABLE)},
+)
 async def list_jobs(
     services: ServicesDep,
     caller: CallerDep,
