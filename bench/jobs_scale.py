@@ -21,7 +21,6 @@ the sharing, not more hardware: two T=1 replicas against one T=2 replica.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -35,7 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from local_server import free_port, start_server, stop
+from local_server import free_port, job_document, start_server, stop
 from videos import make_clip
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -119,23 +118,13 @@ def _run(weights: Path, folder: Path, clips: list[Path], side: int, replicas: in
             answer = httpx.post(f"{url}/v1/jobs", files=files, data={"max_side": str(side)}, timeout=60)
             answer.raise_for_status()
             ids.append(answer.json()["id"])
-        documents = [_final(servers[0][1], job_id) for job_id in ids]
+        documents = [job_document(servers[0][1], job_id, timeout_s=900) for job_id in ids]
     finally:
         for process, _ in servers:
             stop(process)
     assert all(doc["status"] == "succeeded" for doc in documents), documents
     first = min(_time(doc["created_at"]) for doc in documents)
     return max(_time(doc["finished_at"]) for doc in documents) - first
-
-
-def _final(url: str, job_id: str) -> dict[str, object]:
-    """The job's last document, read from its events stream (which ends when the job does)."""
-    final: dict[str, object] = {}
-    with httpx.stream("GET", f"{url}/v1/jobs/{job_id}/events", timeout=900) as events:
-        for line in events.iter_lines():
-            if line.startswith("data: "):
-                final = json.loads(line[6:])
-    return final
 
 
 def _time(stamp: object) -> float:

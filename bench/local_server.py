@@ -8,12 +8,15 @@ import path and uses it too.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,6 +26,21 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def job_document(
+    url: str, job_id: object, until: Callable[[dict[str, Any]], object] | None = None, timeout_s: float | None = 300
+) -> dict[str, Any]:
+    """A job's document from its events stream: the first for which ``until`` holds, else the last (the
+    stream ends when the job does)."""
+    last: dict[str, Any] = {}
+    with httpx.stream("GET", f"{url}/v1/jobs/{job_id}/events", timeout=timeout_s) as events:
+        for line in events.iter_lines():
+            if line.startswith("data: "):
+                last = json.loads(line[6:])
+                if until is not None and until(last):
+                    break
+    return last
 
 
 def launch(command: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:

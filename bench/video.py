@@ -46,7 +46,7 @@ from animegan_api.pictures.video import probe, read_frames
 from animegan_api.runtime.predictors import load_style
 from animegan_api.runtime.weights import ModelFile, read_spec
 from animegan_api.serving.jobs.video_work import VideoRequest, convert_video, processing_size
-from local_server import start_server, stop
+from local_server import job_document, start_server, stop
 
 BENCH = Path(__file__).resolve().parent
 SHARED = BENCH.parents[1] / "shared"
@@ -181,7 +181,7 @@ def measure_pipeline(raw: RawFrames, clip: Path, side: int, target: Path) -> dic
 def measure_job(url: str, clip: Path, side: int, target: Path, deflicker: bool) -> dict[str, float]:
     """One video job on the running service: its frames over its running time (started_at to finished_at)."""
     job = _submit(url, clip, side, deflicker)
-    final = _wait(url, job["id"])
+    final = job_document(url, job["id"], timeout_s=None)
     assert final["status"] == "succeeded", final
     target.write_bytes(httpx.get(url + final["result"]["url"], timeout=60).content)
     seconds = _seconds(final["finished_at"]) - _seconds(final["started_at"])
@@ -243,16 +243,6 @@ def _submit(url: str, clip: Path, side: int, deflicker: bool) -> dict[str, objec
     assert response.status_code == 202, response.text
     job: dict[str, object] = response.json()
     return job
-
-
-def _wait(url: str, job_id: object) -> dict[str, object]:
-    """The job's final document, from its events stream."""
-    final: dict[str, object] = {}
-    with httpx.stream("GET", f"{url}/v1/jobs/{job_id}/events", timeout=None) as stream:
-        for line in stream.iter_lines():
-            if line.startswith("data: "):
-                final = json.loads(line[6:])
-    return final
 
 
 def _transform_s(url: str, photo: bytes) -> float:

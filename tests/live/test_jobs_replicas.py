@@ -5,7 +5,6 @@ only the job routes."""
 from __future__ import annotations
 
 import io
-import json
 import signal
 import threading
 import time
@@ -19,6 +18,7 @@ import pytest
 from PIL import Image
 
 from live import Server, eventually
+from local_server import job_document
 from redis_server import RedisServer
 from videos import make_clip
 
@@ -64,18 +64,6 @@ def _submit(server: Server, clip: bytes, **headers: str) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/jobs", files={"file": ("c.mp4", clip)}, headers=headers, timeout=30)
 
 
-def _events(server: Server, job_id: str, until: Any = None) -> dict[str, Any]:
-    """Follow the job's events stream on ``server`` until ``until(document)`` or the job's end."""
-    last: dict[str, Any] = {}
-    with httpx.stream("GET", f"{server.url}/v1/jobs/{job_id}/events", timeout=180) as events:
-        for line in events.iter_lines():
-            if line.startswith("data: "):
-                last = json.loads(line[6:])
-                if until is not None and until(last):
-                    break
-    return last
-
-
 def _frames(path: Path) -> tuple[int, list[float], str | None]:
     """A video's frame count, frame times and sound codec."""
     with av.open(str(path)) as container:
@@ -92,7 +80,7 @@ def test_any_replica_answers_for_a_job_another_one_runs(replicas: Replicas, tmp_
     submitted = _submit(front, clip)
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["id"]
-    final = _events(front, job_id)  # progress written by the other replica, streamed by this one
+    final = job_document(front.url, job_id)  # progress written by the other replica, streamed by this one
     assert final["status"] == "succeeded" and final["done"] == 24
     result = httpx.get(f"{front.url}/v1/jobs/{job_id}/result", headers={"Range": "bytes=0-99"}, timeout=30)
     assert result.status_code == 206 and len(result.content) == 100
@@ -126,7 +114,7 @@ def test_a_cancel_through_one_replica_stops_the_job_running_on_the_other(replica
     replicas.start("back", workers=1)
     clip = make_clip(tmp_path / "clip.mp4", size=(320, 240), frames=600).read_bytes()
     job_id = _submit(front, clip).json()["id"]
-    running = _events(front, job_id, until=lambda doc: doc["done"] > 0)
+    running = job_document(front.url, job_id, until=lambda doc: doc["done"] > 0)
     assert running["status"] == "running"
     began = time.monotonic()
     canceled = httpx.delete(f"{front.url}/v1/jobs/{job_id}", timeout=60)
@@ -144,13 +132,13 @@ def test_a_killed_replicas_job_is_finished_by_another_with_every_frame_and_its_s
     doomed = replicas.start("doomed", workers=1)
     clip_path = make_clip(tmp_path / "clip.mp4", size=(192, 144), frames=90, audio="aac")
     job_id = _submit(doomed, clip_path.read_bytes()).json()["id"]
-    _events(doomed, job_id, until=lambda doc: doc["done"] > 0)
+    job_document(doomed.url, job_id, until=lambda doc: doc["done"] > 0)
     heir = replicas.start("heir", workers=1)  # started now, so the job can only have begun on the doomed one
     doomed.process.send_signal(signal.SIGKILL)
     doomed.process.wait(10)
     heir_log = replicas.folder / "heir.log"
     eventually(lambda: f"job {job_id} running" in heir_log.read_text(), 3 * HEARTBEAT_S + 10, "the takeover")
-    final = _events(heir, job_id)
+    final = job_document(heir.url, job_id)
     assert final["status"] == "succeeded", final
     assert final["done"] == 90
     assert heir_log.read_text().count(f"job {job_id} succeeded") == 1  # delivered once
@@ -166,12 +154,14 @@ def test_redis_away_costs_the_job_routes_only_and_jobs_go_on_after_a_restart(
     server = replicas.start("solo", workers=1)
     clip = make_clip(tmp_path / "clip.mp4", size=(192, 144), frames=90).read_bytes()
     job_id = _submit(server, clip).json()["id"]
-    _events(server, job_id, until=lambda doc: doc["done"] > 0)
+    job_document(server.url, job_id, until=lambda doc: doc["done"] > 0)
     watched: dict[str, Any] = {}
     streaming = threading.Event()
 
     def watch() -> None:  # one events stream, open across the outage
-        watched.update(_events(server, job_id, until=lambda doc: streaming.set() or doc["status"] == "succeeded"))
+        watched.update(
+            job_document(server.url, job_id, until=lambda doc: streaming.set() or doc["status"] == "succeeded")
+        )
 
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -190,6 +180,6 @@ def test_redis_away_costs_the_job_routes_only_and_jobs_go_on_after_a_restart(
     assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
     redis_server.start()
     eventually(lambda: httpx.get(f"{server.url}/v1/jobs/{job_id}", timeout=10).status_code == 200, 30, "jobs back")
-    assert _events(server, job_id)["status"] == "succeeded"
+    assert job_document(server.url, job_id)["status"] == "succeeded"
     watcher.join(60)
     assert watched["status"] == "succeeded"  # the stream opened before Redis left saw the end

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from live import Server
+from local_server import job_document
 from videos import make_clip
 
 pytestmark = pytest.mark.e2e
@@ -46,20 +46,10 @@ def test_sigterm_puts_the_running_job_back_and_a_restart_finishes_both(weights_d
         first = httpx.get(f"{restarted.url}/v1/jobs/{ids[0]}", timeout=10).json()
         assert first["status"] in ("queued", "running")
         for job_id in ids:
-            assert _final(restarted.url, job_id)["status"] == "succeeded"
+            assert job_document(restarted.url, job_id)["status"] == "succeeded"
             result = httpx.get(f"{restarted.url}/v1/jobs/{job_id}/result", timeout=30)
             assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
     finally:
         restarted.stop()
     log = (tmp_path / "first.log").read_text()
     assert "requeued" in log, log[-2000:]
-
-
-def _final(url: str, job_id: str) -> dict[str, Any]:
-    """The job's last document, read from its events stream (which ends when the job does)."""
-    final: dict[str, Any] = {}
-    with httpx.stream("GET", f"{url}/v1/jobs/{job_id}/events", timeout=120) as events:
-        for line in events.iter_lines():
-            if line.startswith("data: "):
-                final = json.loads(line[6:])
-    return final
