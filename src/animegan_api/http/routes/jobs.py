@@ -178,7 +178,7 @@ async def list_jobs(
     jobs = await services.jobs.store.page(owner, status, limit + 1, _read_cursor(cursor))
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    documents = [JobDocument.model_validate(await services.jobs.document(job)) for job in jobs]
+    documents = [JobDocument.model_validate(doc) for doc in await services.jobs.documents(jobs)]
     return JobList(jobs=documents, next_cursor=_cursor(jobs[-1]) if more else None)
 
 

@@ -111,17 +111,27 @@ class JobManager:
 
     async def document(self, job: Job) -> dict[str, Any]:
         """The job's document with its place in the queue and the time left, from the model's learned speed."""
-        position, eta = None, None
-        if job.status == "queued":
+        return (await self.documents([job]))[0]
+
+    async def documents(self, jobs: list[Job]) -> list[dict[str, Any]]:
+        """The jobs' documents; the queue is read once for all of them (a page of a list), and only if one waits."""
+        queued: list[Job] = []
+        running_s = 0.0
+        if any(job.status == "queued" for job in jobs):
             queued = await self.store.queued()
-            ahead = [other for other in queued if (other.created_at, other.id) < (job.created_at, job.id)]
-            position = len(ahead) + 1
-            running = sum(_left_s(other) for other in await self.store.running())
-            workers = max(1, self.settings.job_workers)
-            eta = (running + sum(_left_s(other) for other in ahead)) / workers + _left_s(job)
-        elif job.status == "running":
-            eta = _left_s(job)
-        return job.document(position, eta)
+            running_s = sum(_left_s(other) for other in await self.store.running())
+        workers = max(1, self.settings.job_workers)
+        documents = []
+        for job in jobs:
+            position, eta = None, None
+            if job.status == "queued":
+                ahead = [other for other in queued if (other.created_at, other.id) < (job.created_at, job.id)]
+                position = len(ahead) + 1
+                eta = (running_s + sum(_left_s(other) for other in ahead)) / workers + _left_s(job)
+            elif job.status == "running":
+                eta = _left_s(job)
+            documents.append(job.document(position, eta))
+        return documents
 
     async def cancel(self, job: Job) -> Job | None:
         """Cancel a queued job at once, a running one within a frame wherever it runs (returned once
