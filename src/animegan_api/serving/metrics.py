@@ -88,7 +88,7 @@ class Metrics:
     def watch_jobs(self, census: Callable[[], dict[str, int]]) -> None:
         """Jobs by status and the queue's depth (every replica's, with a shared store), as last counted.
 
-        The counts are taken after every change this replica makes and at every sweep, never
+        The counts are taken after every change of status this replica makes and every 5 s, never
         while a scrape waits: a shared store may be slow or away.
         """
         for status in ("queued", "running", "succeeded", "failed", "canceled"):

@@ -130,7 +130,7 @@ class JobExecutor:
     async def _progress(self, job: Job) -> None:
         """Save progress; a refused save means a cancel was written or the job was taken over."""
         try:
-            if await self.ledger.save(job):
+            if await self.ledger.save_progress(job):
                 return
             fresh = await self.ledger.store.get(job.id)
         except Refusal:  # the store out of reach for a moment: the next save tries again

@@ -30,9 +30,16 @@ class Ledger:
 
     async def save(self, job: Job) -> bool:
         """Write the record if nobody wrote it since it was read, and tell every replica; False if somebody did."""
+        if not await self.save_progress(job):
+            return False
+        self.census = await self.store.counts()
+        return True
+
+    async def save_progress(self, job: Job) -> bool:
+        """:meth:`save` for a running job's progress (twice a second): no job changes status, so no recount."""
         if not await self.store.save(job):
             return False
-        await self.announce(job)
+        await self.signals.publish("changed", job.id)
         return True
 
     async def announce(self, job: Job) -> None:
