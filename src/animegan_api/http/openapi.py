@@ -22,7 +22,6 @@ __all__ = ["install_openapi"]
 _FASTAPI_422 = ("HTTPValidationError", "ValidationError")
 _ERROR_REF = "#/components/schemas/ErrorBody"
 _BINARY = {"type": "string", "format": "binary"}
-_TEXT = {"type": "string"}
 _STRING, _INTEGER = {"type": "string"}, {"type": "integer"}
 
 _HEADERS: dict[str, tuple[str, dict[str, str]]] = {
@@ -112,7 +111,7 @@ def _typed_bodies(answer: dict[str, Any]) -> None:
     """Pictures, videos and archives are binary strings; event streams and metrics text."""
     for media_type, content in answer.get("content", {}).items():
         if "schema" not in content:
-            content["schema"] = dict(_TEXT if media_type.startswith("text/") else _BINARY)
+            content["schema"] = dict(_STRING if media_type.startswith("text/") else _BINARY)
 
 
 def _one_error_shape(answer: dict[str, Any], status: str) -> None:
