@@ -26,7 +26,7 @@ from animegan_api.runtime.weights import ModelFile, read_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # local_server: helpers shared with bench/
 
-pytest_plugins = ["browser", "redis_server"]  # the chromium and redis_server fixtures
+pytest_plugins = ["browser", "redis_server", "s3_server"]  # the chromium, redis_server and S3 fixtures
 
 SHARED = Path(os.environ.get("ANIMEGAN_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
 

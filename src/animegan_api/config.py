@@ -142,6 +142,18 @@ class Settings(BaseSettings):
         description="Redis for job records, queue and notices, shared by every replica (job_dir then on shared "
         "storage); unset: the embedded SQLite store.",
     )
+    job_store: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$",
+        description="S3-compatible object storage for job inputs and results, shared by every replica: "
+        "s3://bucket/prefix (endpoint, region and credentials from the usual AWS variables, e.g. "
+        "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID); unset: files in job_dir.",
+    )
+    job_result_redirect: bool = Field(
+        False,
+        description="With job_store: answer a result download with 307 to a link signed for 15 minutes "
+        "(the client must reach the store) instead of streaming it through the replica.",
+    )
     redis_prefix: str = Field(
         "{animegan}:", min_length=1, max_length=64, description="Prefix of this service's Redis keys (a hash tag)."
     )

@@ -17,33 +17,8 @@ from PIL import Image
 from animegan_api.config import Settings
 from conftest import AppClient, expect_error, picture_bytes, serving, swap_predictor
 from gates import Gate, until
+from job_calls import events, finished, submit
 from videos import make_clip
-
-
-async def submit(client: AppClient, data: bytes, name: str = "clip.mp4", **fields: str) -> dict[str, Any]:
-    response = await client.post("/v1/jobs", files={"file": (name, data)}, data=fields)
-    assert response.status_code == 202, response.text
-    assert response.headers["location"] == f"/v1/jobs/{response.json()['id']}"
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def events(client: AppClient, job_id: str, **headers: str) -> list[tuple[int, dict[str, Any]]]:
-    """Every event of the job's stream until it ends: (id, document)."""
-    seen: list[tuple[int, dict[str, Any]]] = []
-    async with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as stream:
-        assert stream.headers["content-type"].startswith("text/event-stream")
-        event_id = 0
-        async for line in stream.aiter_lines():
-            if line.startswith("id: "):
-                event_id = int(line[4:])
-            elif line.startswith("data: "):
-                seen.append((event_id, json.loads(line[6:])))
-    return seen
-
-
-async def finished(client: AppClient, job_id: str) -> dict[str, Any]:
-    return (await events(client, job_id))[-1][1]
 
 
 @pytest.fixture
@@ -119,7 +94,7 @@ async def test_cancel_stops_a_running_job_within_a_frame_and_a_queued_one_at_onc
     gate.open()
     stopped = (await stopping).json()
     assert stopped["status"] == "canceled" and stopped["done"] <= 2 and stopped["result"] is None
-    folder = client.app.state.services.jobs.folder
+    folder = client.app.state.services.jobs.files.folder
     assert not any((folder / running["id"]).iterdir()) and not any((folder / queued["id"]).iterdir())
     assert len(gate.inputs) <= 2  # the frame in the model finished; no frame after it started
     deleted = await client.delete(f"/v1/jobs/{running['id']}")
@@ -160,7 +135,7 @@ async def test_a_truncated_video_fails_its_job_and_nothing_else(client: AppClien
     job = await submit(client, whole[: int(len(whole) * 0.75)], max_side="64")
     final = await finished(client, job["id"])
     assert final["status"] == "failed" and final["error"]["code"] == "invalid_video"
-    assert not any((client.app.state.services.jobs.folder / job["id"]).iterdir())
+    assert not any((client.app.state.services.jobs.files.folder / job["id"]).iterdir())
     photo = await client.post("/v1/transform", files={"image": ("p.png", picture_bytes())})
     assert photo.status_code == 200
 
@@ -273,7 +248,7 @@ async def test_expired_results_are_swept(client: AppClient, clip: bytes) -> None
     assert await jobs.sweep() == 0
     assert await jobs.sweep(now=(await jobs.store.get(job["id"])).expires_at + 1) == 1
     expect_error(await client.get(f"/v1/jobs/{job['id']}"), 404, "job_not_found")
-    assert not (jobs.folder / job["id"]).exists()
+    assert not (jobs.files.folder / job["id"]).exists()
     assert final["result"]["expires_at"]
 
 

@@ -1,4 +1,4 @@
-"""Two real service processes sharing one Redis and one job folder: any replica answers for any job,
+"""Two real service processes sharing one Redis and one job folder (or one bucket): any replica answers for any job,
 a cancel crosses replicas, a killed replica's job is finished by the other, Redis going away costs
 only the job routes."""
 
@@ -20,6 +20,7 @@ from PIL import Image
 from live import Server, eventually
 from local_server import job_document
 from redis_server import RedisServer
+from s3_server import S3Bucket
 from videos import make_clip
 
 pytestmark = pytest.mark.e2e
@@ -27,21 +28,26 @@ HEARTBEAT_S = 2
 
 
 class Replicas:
-    """Replicas started on demand, all pointed at one Redis and one shared job folder."""
+    """Replicas started on demand, all pointed at one Redis and the same files: one job folder on a shared
+    volume, or a bucket (each replica then has a job folder of its own, for scratch)."""
 
-    def __init__(self, weights: Path, folder: Path, redis: RedisServer) -> None:
-        self.weights, self.folder, self.redis = weights, folder, redis
+    def __init__(self, weights: Path, folder: Path, redis: RedisServer, bucket: S3Bucket | None) -> None:
+        self.weights, self.folder, self.redis, self.bucket = weights, folder, redis, bucket
         self.started: list[Server] = []
 
     def start(self, name: str, workers: int, **env: str) -> Server:
+        files = {"ANIMEGAN_JOB_DIR": str(self.folder / "jobs")}
+        if self.bucket is not None:
+            files = {"ANIMEGAN_JOB_DIR": str(self.folder / f"{name}-jobs"), "ANIMEGAN_JOB_STORE": self.bucket.url}
+            files |= self.bucket.env
         server = Server(
             self.weights,
             self.folder / f"{name}.log",
             ANIMEGAN_REDIS_URL=self.redis.url,
-            ANIMEGAN_JOB_DIR=str(self.folder / "jobs"),
             ANIMEGAN_JOB_WORKERS=str(workers),
             ANIMEGAN_JOB_HEARTBEAT_S=str(HEARTBEAT_S),
             ANIMEGAN_RATE_LIMIT_ENABLED="false",
+            **files,
             **env,
         )
         self.started.append(server)
@@ -49,8 +55,12 @@ class Replicas:
 
 
 @pytest.fixture
-def replicas(weights_dir: Path, tmp_path: Path, redis_server: RedisServer) -> Iterator[Replicas]:
-    group = Replicas(weights_dir, tmp_path, redis_server)
+def replicas(
+    request: pytest.FixtureRequest, weights_dir: Path, tmp_path: Path, redis_server: RedisServer
+) -> Iterator[Replicas]:
+    """Replicas sharing a job folder; parametrized indirectly with "s3", sharing a bucket instead."""
+    bucket = request.getfixturevalue("s3_bucket") if getattr(request, "param", "volume") == "s3" else None
+    group = Replicas(weights_dir, tmp_path, redis_server, bucket)
     try:
         yield group
     finally:
@@ -73,6 +83,7 @@ def _frames(path: Path) -> tuple[int, list[float], str | None]:
     return len(stamps), stamps, audio
 
 
+@pytest.mark.parametrize("replicas", ["volume", "s3"], indirect=True)
 def test_any_replica_answers_for_a_job_another_one_runs(replicas: Replicas, tmp_path: Path) -> None:
     front = replicas.start("front", workers=0)  # takes jobs, runs none
     back = replicas.start("back", workers=1)
@@ -91,6 +102,8 @@ def test_any_replica_answers_for_a_job_another_one_runs(replicas: Replicas, tmp_
     assert [doc["id"] for doc in listed] == [job_id]
     assert httpx.delete(f"{back.url}/v1/jobs/{job_id}", timeout=10).status_code == 204
     assert httpx.get(f"{front.url}/v1/jobs/{job_id}", timeout=10).status_code == 404
+    if replicas.bucket is not None:
+        assert replicas.bucket.keys() == []
 
 
 def test_keys_and_owners_hold_across_replicas(replicas: Replicas, tmp_path: Path) -> None:
@@ -126,6 +139,7 @@ def test_a_cancel_through_one_replica_stops_the_job_running_on_the_other(replica
     assert not (replicas.folder / "jobs" / "files" / job_id / "input").exists()
 
 
+@pytest.mark.parametrize("replicas", ["volume", "s3"], indirect=True)
 def test_a_killed_replicas_job_is_finished_by_another_with_every_frame_and_its_sound(
     replicas: Replicas, tmp_path: Path
 ) -> None:
@@ -146,6 +160,8 @@ def test_a_killed_replicas_job_is_finished_by_another_with_every_frame_and_its_s
     count, stamps, audio = _frames(tmp_path / "result.mp4")
     _, source_stamps, _ = _frames(clip_path)
     assert count == 90 and stamps == pytest.approx(source_stamps, abs=1e-3) and audio == "aac"
+    if replicas.bucket is not None:  # the dead replica's half-made result never reached the store
+        assert replicas.bucket.job_keys(job_id) == ["result.mp4"]
 
 
 def test_redis_away_costs_the_job_routes_only_and_jobs_go_on_after_a_restart(

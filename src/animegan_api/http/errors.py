@@ -57,6 +57,7 @@ STATUS: dict[str, int] = {
     "invalid_archive": 422,
     "job_not_found": 404,
     "job_not_finished": 409,
+    "range_not_satisfiable": 416,
     "insufficient_storage": 507,
     "no_face": 422,
     "invalid_request": 422,

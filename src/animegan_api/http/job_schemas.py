@@ -1,12 +1,27 @@
-"""The JSON bodies of the jobs API, as /docs shows them."""
+"""The jobs API's fields and headers, and its JSON bodies, as /docs shows them."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Form, Header
 from pydantic import BaseModel, Field
 
-__all__ = ["JobDocument", "JobError", "JobItem", "JobList", "JobResult"]
+__all__ = [
+    "DeflickerField",
+    "FaceField",
+    "FpsField",
+    "IdempotencyKeyHeader",
+    "JobDocument",
+    "JobError",
+    "JobItem",
+    "JobList",
+    "JobResult",
+    "MarginField",
+    "MaxSideField",
+    "ModeField",
+    "RangeHeader",
+]
 
 
 class JobError(BaseModel):
@@ -53,3 +68,55 @@ class JobDocument(BaseModel):
 class JobList(BaseModel):
     jobs: list[JobDocument]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last.")
+
+
+MaxSideField = Annotated[
+    int | None,
+    Form(
+        ge=16,
+        description="Longest side of the processed frames or pictures (never upscaled); for `mode=avatar` the "
+        "avatar's side. Default 512; at most `max_side_limit`, or `job_max_side_limit` for a single picture.",
+    ),
+]
+FpsField = Annotated[
+    float | None,
+    Form(
+        gt=0,
+        le=240,
+        description="Videos: frames per second of the result, at most the source's (higher keeps "
+        "every frame); frames are dropped evenly and keep their timestamps.",
+    ),
+]
+DeflickerField = Annotated[
+    bool,
+    Form(
+        description="Videos: steady each frame's mean colour against the frames before it (the model restyles "
+        "each frame alone). Off by default: on the test clips AnimeGANv2's colour moved less than half a level "
+        "a frame and smoothing did not lower it; see docs/jobs.md."
+    ),
+]
+ModeField = Annotated[
+    Literal["transform", "avatar"], Form(description="ZIP batches and pictures: whole pictures, or face avatars.")
+]
+FaceField = Annotated[str, Form(pattern=r"^(largest|all|[0-9]{1,3})$", description="`mode=avatar`: which face.")]
+MarginField = Annotated[float, Form(ge=0.0, le=3.0, description="`mode=avatar`: room around the face.")]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="A retried submit with the same key returns the job it made (200) instead of a second one.",
+    ),
+]
+
+
+RangeHeader = Annotated[
+    str | None,
+    Header(
+        alias="Range",
+        max_length=200,
+        description="One range, `bytes=first-last`, `bytes=first-` or `bytes=-count`; others are ignored "
+        "and the whole result comes back.",
+    ),
+]

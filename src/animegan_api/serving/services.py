@@ -21,7 +21,7 @@ from animegan_api.serving.admission import Admission, ImagePool
 from animegan_api.serving.budget import Budget
 from animegan_api.serving.cache import ResultCache
 from animegan_api.serving.engine import InferenceEngine
-from animegan_api.serving.jobs.backends import open_backend
+from animegan_api.serving.jobs.backends import open_backend, open_files
 from animegan_api.serving.jobs.execution import JobExecutor
 from animegan_api.serving.jobs.ledger import Ledger
 from animegan_api.serving.jobs.manager import JobManager
@@ -71,7 +71,7 @@ class Services:
         runner = Runner(detector, settings.max_pixels, settings.avatar_max_faces, cache, metrics)
         resources = AsyncExitStack()
         store, queue, signals = await open_backend(settings, resources)
-        ledger = Ledger(store, signals, settings.job_dir / "files", settings.job_ttl_s)
+        ledger = Ledger(store, signals, await open_files(settings), settings.job_ttl_s)
         services: Services
         executor = JobExecutor(settings, ledger, engine, images, runner, lambda: services.registry, metrics)
         jobs = JobManager(settings, ledger, queue, executor, metrics)

@@ -18,16 +18,29 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Header, Query, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, File, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from animegan_api.config import Settings
 from animegan_api.http.deps import Caller, CallerDep, ReadyRegistry, ServicesDep, acquire, resolve, validation_error
+from animegan_api.http.downloads import disposition, requested_span, send_result
 from animegan_api.http.errors import ApiError
-from animegan_api.http.job_schemas import JobDocument, JobList
+from animegan_api.http.job_schemas import (
+    DeflickerField,
+    FaceField,
+    FpsField,
+    IdempotencyKeyHeader,
+    JobDocument,
+    JobList,
+    MarginField,
+    MaxSideField,
+    ModeField,
+    RangeHeader,
+)
 from animegan_api.http.routes.inference import PICTURE_CONTENT, FormatField, QualityField, StyleField
 from animegan_api.http.schemas import error_doc
 from animegan_api.pictures.framing import DEFAULT_MARGIN
+from animegan_api.serving.jobs.files import LinkHeaders
 from animegan_api.serving.jobs.intake import admit, inspect_upload, sniff
 from animegan_api.serving.jobs.records import Job, JobKind
 from animegan_api.serving.services import Services
@@ -36,7 +49,10 @@ __all__ = ["delete_job", "get_job", "job_events", "job_result", "list_jobs", "su
 
 router = APIRouter(tags=["jobs"])
 
-_UNAVAILABLE = "With `ANIMEGAN_REDIS_URL`: Redis cannot be reached (`jobs_unavailable`); see `Retry-After`."
+_UNAVAILABLE = (
+    "Redis (`ANIMEGAN_REDIS_URL`) or the object store (`ANIMEGAN_JOB_STORE`) cannot be reached "
+    "(`jobs_unavailable`); see `Retry-After`."
+)
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: error_doc("No such job, or it belongs to another API key (`job_not_found`)."),
     503: error_doc(_UNAVAILABLE),
@@ -58,45 +74,6 @@ _SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     503: error_doc(f"The service is starting or draining (`not_ready`, `shutting_down`). {_UNAVAILABLE}"),
     507: error_doc("The job folder has no room for this job's files (`insufficient_storage`); see `Retry-After`."),
 }
-_MaxSideField = Annotated[
-    int | None,
-    Form(
-        ge=16,
-        description="Longest side of the processed frames or pictures (never upscaled); for `mode=avatar` the "
-        "avatar's side. Default 512; at most `max_side_limit`, or `job_max_side_limit` for a single picture.",
-    ),
-]
-_FpsField = Annotated[
-    float | None,
-    Form(
-        gt=0,
-        le=240,
-        description="Videos: frames per second of the result, at most the source's (higher keeps "
-        "every frame); frames are dropped evenly and keep their timestamps.",
-    ),
-]
-_DeflickerField = Annotated[
-    bool,
-    Form(
-        description="Videos: steady each frame's mean colour against the frames before it (the model restyles "
-        "each frame alone). Off by default: on the test clips AnimeGANv2's colour moved less than half a level "
-        "a frame and smoothing did not lower it; see docs/jobs.md."
-    ),
-]
-_ModeField = Annotated[
-    Literal["transform", "avatar"], Form(description="ZIP batches and pictures: whole pictures, or face avatars.")
-]
-_FaceField = Annotated[str, Form(pattern=r"^(largest|all|[0-9]{1,3})$", description="`mode=avatar`: which face.")]
-_MarginField = Annotated[float, Form(ge=0.0, le=3.0, description="`mode=avatar`: room around the face.")]
-_IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        description="A retried submit with the same key returns the job it made (200) instead of a second one.",
-    ),
-]
 
 
 @router.post(
@@ -112,16 +89,16 @@ async def submit_job(
     services: ServicesDep,
     registry: ReadyRegistry,
     caller: CallerDep,
-    idempotency_key: _IdempotencyKey = None,
+    idempotency_key: IdempotencyKeyHeader = None,
     style: StyleField = None,
-    max_side: _MaxSideField = None,
+    max_side: MaxSideField = None,
     format: FormatField = "png",
     quality: QualityField = 90,
-    fps: _FpsField = None,
-    deflicker: _DeflickerField = False,
-    mode: _ModeField = "transform",
-    face: _FaceField = "largest",
-    margin: _MarginField = DEFAULT_MARGIN,
+    fps: FpsField = None,
+    deflicker: DeflickerField = False,
+    mode: ModeField = "transform",
+    face: FaceField = "largest",
+    margin: MarginField = DEFAULT_MARGIN,
 ) -> Response:
     jobs, settings = services.jobs, services.settings
     if idempotency_key and (known := await jobs.store.by_key(caller.owner, idempotency_key)):
@@ -226,26 +203,38 @@ async def job_events(
 
 @router.get(
     "/v1/jobs/{job_id}/result",
-    summary="Download a finished job's result (videos: HTTP Range, for seeking)",
-    response_class=FileResponse,
+    summary="Download a finished job's result (one byte range with `Range`, for seeking)",
+    response_class=StreamingResponse,
     responses={
         200: {
             "description": "The MP4, ZIP (with `manifest.json`) or picture.",
             "content": _RESULT_CONTENT,
         },
         206: {"description": "The byte range asked for with `Range`.", "content": _RESULT_CONTENT},
+        307: {
+            "description": "With `ANIMEGAN_JOB_RESULT_REDIRECT`: `Location` is a link to the result, signed for "
+            "15 minutes, straight from the object store."
+        },
         409: error_doc("The job has not succeeded (`job_not_finished`)."),
+        416: error_doc("The range starts past the result's end (`range_not_satisfiable`); see `Content-Range`."),
         **_NOT_FOUND,
     },
 )
-async def job_result(job_id: str, services: ServicesDep, caller: CallerDep) -> FileResponse:
+async def job_result(
+    job_id: str,
+    services: ServicesDep,
+    caller: CallerDep,
+    byte_range: RangeHeader = None,
+) -> Response:
     job = await _visible(services, job_id, caller)
     if job.status != "succeeded" or not job.result_name:
         raise ApiError("job_not_finished", f"the job is {job.status}; its result is served once it has succeeded")
-    path = services.jobs.folder / job.id / job.result_name
-    disposition = "inline" if job.kind == "video" else "attachment"
+    size, media_type = job.result_bytes or 0, job.content_type or "application/octet-stream"
+    span = requested_span(byte_range, size)
     name = Path(job.input_name or "result").stem[:80] + "_anime" + Path(job.result_name).suffix
-    return FileResponse(path, media_type=job.content_type, filename=name, content_disposition_type=disposition)
+    header = disposition("inline" if job.kind == "video" else "attachment", name)
+    result = await services.jobs.files.result(job.id, job.result_name, size, span, LinkHeaders(media_type, header))
+    return send_result(result, media_type, header)
 
 
 @router.delete(

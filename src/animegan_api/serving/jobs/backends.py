@@ -3,7 +3,8 @@
 Without ``redis_url`` one replica keeps its records in SQLite and its queue in
 memory; ``make serve`` needs nothing more. With it, records, the queue (streaq)
 and notices are in Redis, and every replica pointed at the same Redis and the
-same job folder (a shared volume) answers for every job.
+same files (a job folder on a shared volume, or ``job_store`` in S3-compatible
+object storage) answers for every job.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from coredis.exceptions import ConnectionError as RedisConnectionError
 from coredis.retry import ConstantRetryPolicy
 
 from animegan_api.config import Settings
+from animegan_api.serving.jobs.files import FolderFiles, JobFiles
 from animegan_api.serving.jobs.queues import JobQueue, LocalQueue, StreaqQueue
 from animegan_api.serving.jobs.redis_store import RedisJobStore
 from animegan_api.serving.jobs.signals import JobSignals, LocalSignals, RedisSignals
 from animegan_api.serving.jobs.store import JobStore, SqliteJobStore
 
-__all__ = ["open_backend", "open_redis"]
+__all__ = ["open_backend", "open_files", "open_redis"]
 
 _CONNECT_S = 1.0  # a Redis that does not answer in this long is out of reach: job routes answer 503
 _COMMAND_S = 5.0
@@ -36,6 +38,15 @@ async def open_backend(settings: Settings, stack: AsyncExitStack) -> tuple[JobSt
     prefix = settings.redis_prefix
     queue = StreaqQueue(settings.redis_url, prefix + "jobs", settings.job_workers, settings.job_heartbeat_s)
     return RedisJobStore(client, prefix), queue, RedisSignals(client, prefix)
+
+
+async def open_files(settings: Settings) -> JobFiles:
+    """The job files' store: ``job_store`` in object storage, else the job folder's ``files``."""
+    if settings.job_store is None:
+        return FolderFiles(settings.job_dir / "files")
+    from animegan_api.serving.jobs.s3_files import S3Files  # boto3 loads its data files: only when asked for
+
+    return await asyncio.to_thread(S3Files, settings.job_store, settings.job_dir / "work", settings.job_result_redirect)
 
 
 async def open_redis(url: str, stack: AsyncExitStack) -> coredis.Redis[str]:

@@ -83,7 +83,6 @@ class JobExecutor:
             if await self.ledger.save(job):
                 if job.status == "running":
                     return await self._run(job)
-                self.ledger.clear_files(job)
                 self.ledger.log(job, job.status)
                 return True
             job = await self.ledger.store.get(job_id)  # another replica wrote it first (a cancel): decide again
@@ -104,12 +103,15 @@ class JobExecutor:
 
         self.ledger.log(job, "running")
         started = time.perf_counter()
+        files = self.ledger.files
         try:
             style = await self._style(job.style)
-            work = Work(
-                job, self.ledger.folder / job.id, style, gate, self.runner, progress, self.settings.inference_nice
-            )
+            folder = await files.workspace(job.id)
+            work = Work(job, folder, style, gate, self.runner, progress, self.settings.inference_nice)
             job.result_name, job.content_type = await run_job(work)
+            job.result_bytes = (folder / job.result_name).stat().st_size
+            if self._stops.get(job.id) != "lost":  # a replica that lost the job leaves its result to the new one's
+                await files.keep_result(job.id, job.result_name)
             job.status = "succeeded"
         except Stopped as stop:
             job.status = "canceled" if str(stop) == "canceled" else "queued"
@@ -123,6 +125,7 @@ class JobExecutor:
         finally:
             gate.release()
             await asyncio.gather(*saving, return_exceptions=True)
+            await files.release(job.id)
         if self._stops.pop(job.id, None) == "lost":
             return True  # another replica runs it now: its record is theirs
         return await self._settle(job, time.perf_counter() - started)
@@ -151,8 +154,6 @@ class JobExecutor:
             self.metrics.job_duration.labels(job.kind, job.status).observe(seconds)
         for _ in range(8):  # a cancel written since the last progress save: the outcome goes over it
             if await self.ledger.save(job):
-                if job.final:
-                    self.ledger.clear_files(job)
                 self.ledger.log(job, "requeued" if job.status == "queued" else job.status)
                 break
             fresh = await self.ledger.store.get(job.id)

@@ -9,9 +9,9 @@ counts the metrics show.
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 
+from animegan_api.failures import Refusal
+from animegan_api.serving.jobs.files import JobFiles
 from animegan_api.serving.jobs.records import Job
 from animegan_api.serving.jobs.signals import JobSignals
 from animegan_api.serving.jobs.store import JobStore
@@ -22,17 +22,22 @@ log = logging.getLogger("animegan_api.jobs")
 
 
 class Ledger:
-    """One store, one folder of job files, one channel of notices."""
+    """One store of records, one of files, one channel of notices."""
 
-    def __init__(self, store: JobStore, signals: JobSignals, folder: Path, ttl_s: float) -> None:
-        self.store, self.signals, self.folder, self._ttl_s = store, signals, folder, ttl_s
+    def __init__(self, store: JobStore, signals: JobSignals, files: JobFiles, ttl_s: float) -> None:
+        self.store, self.signals, self.files, self._ttl_s = store, signals, files, ttl_s
         self.census: dict[str, int] = {}  # jobs by status, for the metrics (read when scraped)
 
     async def save(self, job: Job) -> bool:
-        """Write the record if nobody wrote it since it was read, and tell every replica; False if somebody did."""
-        if not await self.save_progress(job):
+        """Write the record if nobody wrote it since it was read, and tell every replica; False if somebody did.
+
+        A job saved as finished keeps only its result from then on, gone before anyone is told it finished.
+        """
+        if not await self.store.save(job):
             return False
-        self.census = await self.store.counts()
+        if job.final:
+            await self._clear_files(job)
+        await self.announce(job)
         return True
 
     async def save_progress(self, job: Job) -> bool:
@@ -48,20 +53,23 @@ class Ledger:
         self.census = await self.store.counts()
 
     def close_record(self, job: Job) -> None:
-        """A finished job keeps only its result, counted at its real size, until it expires."""
-        result = self.folder / job.id / job.result_name if job.status == "succeeded" and job.result_name else None
-        job.result_bytes = result.stat().st_size if result else None
+        """A finished job keeps only its result, counted at its real size (measured by its run), until it expires."""
+        job.result_bytes = job.result_bytes if job.status == "succeeded" and job.result_name else None
         job.reserved_bytes = job.result_bytes or 0
         job.expires_at = job.finished_at + self._ttl_s if job.finished_at else None
 
-    def clear_files(self, job: Job) -> None:
-        """Everything in a finished job's folder but its result (once its record says it finished)."""
-        for path in (self.folder / job.id).glob("*"):
-            if not (job.status == "succeeded" and path.name == job.result_name):
-                path.unlink(missing_ok=True)
+    async def _clear_files(self, job: Job) -> None:
+        """Every file of a finished job's but its result.
+
+        A store out of reach leaves them to the sweep, which removes every file of the job when it expires.
+        """
+        try:
+            await self.files.clear(job.id, job.result_name if job.status == "succeeded" else None)
+        except Refusal as exc:
+            log.warning("job %s: files kept until it expires (%s)", job.id, exc.message)
 
     async def remove(self, job: Job) -> None:
-        shutil.rmtree(self.folder / job.id, ignore_errors=True)
+        await self.files.remove(job.id)
         await self.store.delete(job.id)
         await self.announce(job)
         self.log(job, "deleted")

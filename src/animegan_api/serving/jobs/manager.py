@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,13 +44,13 @@ class JobManager:
         self, settings: Settings, ledger: Ledger, queue: JobQueue, executor: JobExecutor, metrics: Metrics
     ) -> None:
         self.settings, self.ledger, self.queue, self.executor, self.metrics = settings, ledger, queue, executor, metrics
-        self.store, self.folder = ledger.store, ledger.folder
+        self.store, self.files = ledger.store, ledger.files
         self._changed: dict[str, asyncio.Event] = {}
         self._sweeper_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Listen for notices, take jobs from the queue, and sweep expired ones."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        await self.files.start()
         self.ledger.signals.listen(self._on_signal)
         self.metrics.watch_jobs(lambda: self.ledger.census)
         try:
@@ -62,9 +61,10 @@ class JobManager:
         self._sweeper_task = asyncio.create_task(self._sweeper())
 
     async def close(self) -> None:
-        """Running jobs stop within a frame and go back in the queue; then the queue and notices end."""
+        """Running jobs stop within a frame and go back in the queue; then the queue, notices and transfers end."""
         self.executor.stop_all()
         await self.queue.close()
+        await self.files.close()
         if self._sweeper_task is not None:
             self._sweeper_task.cancel()
             await asyncio.gather(self._sweeper_task, return_exceptions=True)
@@ -74,7 +74,7 @@ class JobManager:
     async def submit(
         self, upload: Path, intake: Intake, style: str, options: dict[str, Any], **fields: Any
     ) -> tuple[Job, bool]:
-        """A new queued job whose input is ``upload`` (moved into its folder), and True; or the job its
+        """A new queued job whose input is ``upload`` (moved into the job store), and True; or the job its
         idempotency key already made, and False."""
         used = await self.store.reserved_bytes()
         need = upload.stat().st_size + intake.output_bytes
@@ -84,19 +84,16 @@ class JobManager:
             raise Refusal("insufficient_storage", message, {"Retry-After": "60"})
         job = Job(new_id(), intake.kind, style, options, total=intake.total, created_at=time.time(), **fields)
         job.reserved_bytes = need
-        folder = self.folder / job.id
-        folder.mkdir(parents=True)
-        shutil.move(upload, folder / "input")
+        await self.files.keep_input(job.id, upload)
         try:
             stored = await self.store.add(job)
             if stored is job:
                 await self.queue.enqueue(job.id)
         except Refusal:
-            shutil.rmtree(folder, ignore_errors=True)
             await self._forget(job)
             raise
         if stored is not job:  # the same idempotency key, submitted meanwhile: that job stands
-            shutil.rmtree(folder, ignore_errors=True)
+            await self.files.remove(job.id)
             return stored, False
         await self.ledger.announce(job)
         self.ledger.log(job, "submitted")
@@ -144,7 +141,6 @@ class JobManager:
                 job.status, job.finished_at = "canceled", time.time()
                 self.ledger.close_record(job)
                 if await self.ledger.save(job):
-                    self.ledger.clear_files(job)
                     self.ledger.log(job, "canceled")
                     return job
             else:
@@ -210,6 +206,10 @@ class JobManager:
                 await self.store.delete(job.id)
         except Refusal:
             log.warning("job %s stored but not queued; the store is out of reach", job.id)
+        try:
+            await self.files.remove(job.id)
+        except Refusal:  # a bucket's lifecycle rule removes what is left (docs/jobs.md)
+            log.warning("job %s: its input could not be removed; the job store is out of reach", job.id)
 
     def _on_signal(self, signal: Signal, job_id: str) -> None:
         if signal == "cancel":
