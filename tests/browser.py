@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-__all__ = ["CHROMIUM_ARGS", "chromium"]
+__all__ = ["CHROMIUM_ARGS", "chromium", "poll"]
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -20,6 +22,18 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def poll(target: Any, expression: str, timeout_s: float = 10) -> None:
+    """Wait for ``expression`` (on a page, or a function of a locator's element) to hold.
+
+    Playwright's ``wait_for_function`` polls with an eval, which the pages' CSP forbids (it only gets
+    away with it when the first check already holds); ``evaluate`` is not an eval and is allowed.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not target.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        time.sleep(0.1)  # the page is another process: there is no event to wait on from here
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from browser import CHROMIUM_ARGS
+from browser import CHROMIUM_ARGS, poll
 from live import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_weights]
@@ -29,14 +29,6 @@ def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         running.stop()
 
 
-def poll(page: Any, expression: str, timeout_s: float = 10) -> None:
-    """Wait for ``expression`` to hold: the page's CSP forbids the eval that ``wait_for_function`` polls with."""
-    deadline = time.monotonic() + timeout_s
-    while not page.evaluate(expression):
-        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
-        page.wait_for_timeout(100)
-
-
 @contextmanager
 def demo_page(server: Server, chromium: str) -> Iterator[tuple[Any, list[str]]]:
     """The demo page on a phone-sized screen, styles loaded, with the console errors it logs."""
@@ -48,7 +40,7 @@ def demo_page(server: Server, chromium: str) -> Iterator[tuple[Any, list[str]]]:
         console_errors: list[str] = []
         page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
         page.goto(server.url)
-        page.wait_for_function("document.querySelectorAll('#style option').length === 4")
+        poll(page, "document.querySelectorAll('#style option').length === 4")
         try:
             yield page, console_errors
         finally:
@@ -68,9 +60,7 @@ def test_demo_page_converts_a_photo_on_a_phone_sized_screen(
         page.set_input_files("#file", str(shared / "photos" / "landscape_01.jpg"))
         page.click("#go")
         page.wait_for_selector("#result:not([hidden])", timeout=60_000)
-        page.wait_for_function(
-            "document.getElementById('after').complete && document.getElementById('after').naturalWidth > 0"
-        )
+        poll(page, "document.getElementById('after').complete && document.getElementById('after').naturalWidth > 0")
         assert page.is_hidden("#progress") and page.is_hidden("#error")
         size = page.eval_on_selector("#after", "img => [img.naturalWidth, img.naturalHeight]")
         assert size == [256, 128]  # 1280x672 at 256, rounded down to multiples of 8

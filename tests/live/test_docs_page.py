@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from browser import CHROMIUM_ARGS
+from browser import CHROMIUM_ARGS, poll
 from live import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_weights]
@@ -68,7 +68,7 @@ def test_docs_list_every_operation_and_try_it_out_shows_the_picture(
             transform.locator(".execute").click()
             picture = transform.locator(".live-responses-table img")
             picture.wait_for(timeout=60_000)
-            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+            poll(picture, "img => img.complete && img.naturalWidth > 0")
             assert picture.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [256, 128]
             shot = Path(os.environ.get("ANIMEGAN_SCREENSHOT_DIR", tmp_path)) / "docs.png"
             page.screenshot(path=str(shot), full_page=True)
