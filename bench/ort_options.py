@@ -16,7 +16,7 @@ from typing import Any
 
 import onnxruntime as ort
 
-from animegan_api.runtime.predictors import OnnxPredictor
+from animegan_api.runtime.onnx_runtimes import OnnxPredictor
 from animegan_api.runtime.weights import onnx_session_options, onnx_signature, read_spec
 
 Tweak = Callable[[Any], None]

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         description="bf16 autocast for PyTorch styles (only on CPUs with AVX-512 BF16 or AMX) or int8 convolutions "
         "for ONNX styles (only with AVX-512 VNNI, AVX-VNNI or AMX), and only within 35 dB PSNR of fp32.",
     )
+    onnx_runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "auto",
+        description="What runs ONNX styles: auto times ONNX Runtime and OpenVINO on the warm-up picture at load "
+        "and keeps the faster per style.",
+    )
     precision_check_dir: Path | None = Field(
         None, description="Photos for the bf16/int8 quality check (default: a built-in test pattern)."
     )

@@ -14,7 +14,7 @@ from PIL import Image
 from animegan_api.config import Settings
 from animegan_api.runtime.memory import SplitCost
 from animegan_api.runtime.model import Generator
-from animegan_api.runtime.predictors import OnnxPredictor
+from animegan_api.runtime.onnx_runtimes import OnnxPredictor
 from animegan_api.runtime.weights import WeightsError, sha256_of
 from conftest import load_file, picture_bytes, save_random_generator, upload
 

@@ -8,7 +8,7 @@ import pytest
 
 from animegan_api.config import Settings
 from animegan_api.runtime import precision
-from conftest import picture_bytes, save_random_generator
+from conftest import picture_bytes, save_random_generator, serving
 
 
 async def test_styles_lists_metadata_and_unusable_files(
@@ -47,3 +47,16 @@ async def test_styles_listing_says_why_reduced_precision_was_refused(
     async with serving(settings) as client:
         (info,) = (await client.get("/v1/styles")).json()["styles"]
     assert info["precision"] == "fp32" and reason in info["precision_note"]
+
+
+async def test_the_runtime_of_each_style_is_in_the_styles_list_and_the_metrics(
+    onnx_models: dict[str, Path], settings_for: Any, tmp_path: Path
+) -> None:
+    weights = tmp_path / "onnx-weights"
+    weights.mkdir()
+    (weights / "vino.onnx").symlink_to(onnx_models["nhwc"])
+    async with serving(settings_for(weights_dir=weights, onnx_runtime="openvino")) as client:
+        (style,) = (await client.get("/v1/styles")).json()["styles"]
+        assert (style["name"], style["runtime"], style["runtime_seconds"]) == ("vino", "openvino", None)
+        metrics = (await client.get("/metrics")).text
+        assert 'animegan_style_runtime{runtime="openvino",style="vino"} 1.0' in metrics

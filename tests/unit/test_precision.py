@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from animegan_api.runtime import precision
-from animegan_api.runtime.predictors import OnnxPredictor
+from animegan_api.runtime.onnx_runtimes import OnnxPredictor
 from conftest import load_file, save_random_generator
 
 VNNI = frozenset({"avx2", "fma", "avx512_vnni"})
@@ -58,7 +58,7 @@ def test_int8_is_refused_without_vnni_before_anything_is_quantised(
 def test_int8_leaves_pytorch_styles_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_cpu(monkeypatch, VNNI)
     style = load_file(save_random_generator(tmp_path / "r.pt"), precision="int8")
-    assert style.precision == "fp32" and "ONNX files only" in style.precision_note
+    assert style.precision == "fp32" and "ONNX files run by ONNX Runtime only" in style.precision_note
 
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])

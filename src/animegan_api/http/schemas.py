@@ -63,6 +63,14 @@ class StyleInfo(BaseModel):
         examples=[41943040], description="Resident memory the load added; null until loaded."
     )
     precision: str | None = Field(examples=["fp32"], description="fp32, bf16 or int8 as loaded; null until loaded.")
+    runtime: str | None = Field(
+        examples=["openvino"], description="What runs the forward: pytorch, onnxruntime or openvino; null until loaded."
+    )
+    runtime_seconds: dict[str, float] | None = Field(
+        examples=[{"onnxruntime": 0.172, "openvino": 0.139}],
+        description="With `ANIMEGAN_ONNX_RUNTIME=auto`: each runtime's warm forward on the warm-up picture at load, "
+        "the faster one serving.",
+    )
     precision_note: str | None = Field(
         examples=[None], description="Why the precision asked for (bf16, int8) is not used."
     )

@@ -12,24 +12,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from animegan_api.runtime import precision as _precision
-from animegan_api.runtime.memory import Cost, SplitCost, calibrate, calibrated_pixels, resident_bytes
+from animegan_api.runtime.memory import Cost, SplitCost, calibrate, calibrated_pixels, give_back, resident_bytes
 from animegan_api.runtime.model import Generator
+from animegan_api.runtime.onnx_runtimes import OnnxPredictor, OnnxRuntime, OpenVinoPredictor, fastest, open_openvino
 from animegan_api.runtime.precision import Precision
 from animegan_api.runtime.quantize import QuantizeError, int8_session
 from animegan_api.runtime.strip_memory import StripCost
 from animegan_api.runtime.tiling import StripForward
 from animegan_api.runtime.weights import (
     ModelFile,
-    OnnxSignature,
     StyleSpec,
     WeightsError,
-    arena_run_options,
     load_generator,
     onnx_signature,
     open_onnx,
@@ -37,7 +36,7 @@ from animegan_api.runtime.weights import (
     verify_checksum,
 )
 
-__all__ = ["LoadedStyle", "OnnxPredictor", "Predictor", "TorchPredictor", "apply_precision", "load_style"]
+__all__ = ["LoadedStyle", "Predictor", "TorchPredictor", "apply_precision", "load_style"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +45,8 @@ _PROBED_MULTIPLES = (4, 8, 16, 32)
 
 class Predictor(Protocol):
     """Maps an NCHW float32 batch in [-1, 1] to the generator's NCHW output batch."""
+
+    runtime: str  # pytorch, onnxruntime or openvino
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -63,6 +64,8 @@ class TorchPredictor:
     fraction of the memory, and no slower at any size measured (128 to 2048 px).
     """
 
+    runtime = "pytorch"
+
     def __init__(self, module: torch.nn.Module, bf16: bool = False) -> None:
         self.module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.bf16 = bf16
@@ -75,42 +78,6 @@ class TorchPredictor:
             feed = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
             output: np.ndarray = self.forward(feed).float().numpy()
             return output
-
-
-class OnnxPredictor:
-    """ONNX Runtime sessions of one model; NHWC graphs get transposed input and output.
-
-    Pictures up to ``arena_pixels`` run in ``arena``, a session with ORT's
-    memory arena that is shrunk after every run: AnimeGANv3 Hayao serves 512 px
-    pictures 1.28x faster through it (``bench/RESULTS.md``). Its memory is
-    measured up to that size and no further (at 2048 px it peaks 20% above the
-    line through the measured sizes), so larger pictures run in ``session``,
-    which allocates each tensor afresh and whose line over-predicts them.
-    """
-
-    def __init__(self, session: Any, signature: OnnxSignature, arena: Any | None = None, arena_pixels: int = 0) -> None:
-        self.session = session
-        self.signature = signature
-        self.arena = arena
-        self.arena_pixels = arena_pixels if arena is not None else 0
-        self._shrink = arena_run_options() if arena is not None else None
-
-    @property
-    def plain(self) -> OnnxPredictor:
-        """The same model without the arena session, for every size."""
-        return OnnxPredictor(self.session, self.signature)
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if self.signature.fixed_batch == 1 and batch.shape[0] > 1:
-            return np.concatenate([self(batch[i : i + 1]) for i in range(batch.shape[0])])
-        nhwc = self.signature.layout == "NHWC"
-        feed = np.ascontiguousarray(batch.transpose(0, 2, 3, 1)) if nhwc else batch
-        session, options = self.session, None
-        if self.arena is not None and batch.shape[2] * batch.shape[3] <= self.arena_pixels:
-            session, options = self.arena, self._shrink
-        (output,) = session.run([self.signature.output_name], {self.signature.input_name: feed}, options)
-        result: np.ndarray = output.transpose(0, 3, 1, 2) if nhwc else output
-        return result
 
 
 @dataclass(frozen=True)
@@ -127,6 +94,8 @@ class LoadedStyle:
     precision_note: str | None = None
     cost: Cost | None = None  # working memory of one forward, measured at load when a budget is kept
     warm_timing: tuple[int, float] | None = None  # (input elements, seconds) of a warm forward at load
+    runtime: str = "pytorch"  # what runs the forward: pytorch, onnxruntime or openvino
+    runtime_seconds: dict[str, float] | None = None  # each runtime's warm forward when `auto` chose between them
 
     @property
     def size_multiple(self) -> int:
@@ -140,16 +109,28 @@ def load_style(
     precision: Precision = "fp32",
     check_batches: list[np.ndarray] | None = None,
     measure_memory: bool = False,
+    onnx_runtime: OnnxRuntime = "onnxruntime",
+    streams: int = 1,
 ) -> LoadedStyle:
     """Load, complete the spec from the model itself, and warm up with a forward that proves the size rule.
 
-    ``precision`` other than fp32 is a request, not an order: see :func:`apply_precision`.
+    ``precision`` other than fp32 is a request, not an order: see :func:`apply_precision`. An ONNX file
+    runs in ``onnx_runtime``; ``auto`` loads it in both and keeps the faster at the warm-up side. ``streams``
+    is how many forwards run at once (OpenVINO runs that many side by side, ``threads`` threads each).
     """
     started, rss_before = time.perf_counter(), resident_bytes()
     path = model_file.path
     verify_checksum(path, model_file.spec)
-    predictor, spec, parameters = _open(model_file, threads, warmup_side)
-    spec = spec.model_copy(update={"size_multiple": _settle_multiple(path, spec, predictor, warmup_side)})
+    if precision == "int8" and onnx_runtime == "auto":
+        onnx_runtime = "onnxruntime"  # int8 is ONNX Runtime's quantiser's
+    candidates, spec, parameters = _open(model_file, threads, warmup_side, onnx_runtime, streams)
+    spec = spec.model_copy(update={"size_multiple": _settle_multiple(path, spec, candidates[0], warmup_side)})
+    predictor, seconds = candidates[0], None
+    if len(candidates) > 1:
+        predictor, seconds = fastest(candidates, _odd_multiple(spec.size_multiple or 1, warmup_side))
+        log.info("style %s runs in %s (warm forward, s: %s)", spec.name, predictor.runtime, seconds)
+        candidates.clear()
+        give_back()  # the runtime not kept, and its buffers
     predictor, active, note = apply_precision(predictor, precision, check_batches, path, threads)
     if note:
         log.warning("style %s stays fp32: %s", spec.name, note)
@@ -158,7 +139,9 @@ def load_style(
     elapsed = time.perf_counter() - started
     log.info("style %s loaded from %s and warmed in %.2f s (%s, %s)", spec.name, path, elapsed, active, cost)
     memory = max(0, resident_bytes() - rss_before)
-    return LoadedStyle(spec, path, predictor, parameters, memory, elapsed, active, note, cost, timing)
+    return LoadedStyle(
+        spec, path, predictor, parameters, memory, elapsed, active, note, cost, timing, predictor.runtime, seconds
+    )
 
 
 def apply_precision(
@@ -184,9 +167,9 @@ def _reduced_copy(
     """The reduced-precision copy to check, or why there is none."""
     runtime = {"bf16": TorchPredictor, "int8": OnnxPredictor}[wanted]
     if not isinstance(predictor, runtime):
-        kind = "PyTorch" if wanted == "bf16" else "ONNX"
-        other = "ONNX Runtime" if isinstance(predictor, OnnxPredictor) else "PyTorch"
-        return f"{wanted} applies to {kind} files only; this style runs in {other}"
+        kind = "PyTorch files" if wanted == "bf16" else "ONNX files run by ONNX Runtime"
+        other = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}.get(predictor.runtime, "PyTorch")
+        return f"{wanted} applies to {kind} only; this style runs in {other}"
     if missing := _precision.missing_instructions(wanted):
         return missing
     if isinstance(predictor, TorchPredictor):
@@ -221,11 +204,13 @@ def _memory_cost(predictor: Predictor, multiple: int, side: int) -> Cost | None:
     return calibrate(predictor, multiple, side)
 
 
-def _open(model_file: ModelFile, threads: int, warmup_side: int) -> tuple[Predictor, StyleSpec, int | None]:
-    """The file's predictor, its spec completed from the model, and its parameter count (PyTorch only)."""
+def _open(
+    model_file: ModelFile, threads: int, warmup_side: int, onnx_runtime: OnnxRuntime, streams: int
+) -> tuple[list[Predictor], StyleSpec, int | None]:
+    """The file's predictors to choose from, its spec completed from the model, its parameter count (PyTorch)."""
     path, spec = model_file.path, model_file.spec
     if spec.format == "onnx":
-        session = open_onnx(path, threads)
+        session = open_onnx(path, threads)  # ONNX Runtime reads the signature, whichever runtime serves
         signature = onnx_signature(path, session, spec)
         spec = spec.model_copy(
             update={
@@ -234,11 +219,17 @@ def _open(model_file: ModelFile, threads: int, warmup_side: int) -> tuple[Predic
                 "max_batch": spec.max_batch or signature.fixed_batch,
             }
         )
-        arena = open_onnx(path, threads, arena=True)
-        return OnnxPredictor(session, signature, arena, calibrated_pixels(warmup_side)), spec, None
+        candidates: list[Predictor] = []
+        if onnx_runtime != "openvino":
+            arena = open_onnx(path, threads, arena=True)
+            candidates.append(OnnxPredictor(session, signature, arena, calibrated_pixels(warmup_side)))
+        if onnx_runtime != "onnxruntime":
+            compiled = open_openvino(path, threads, streams)
+            candidates.append(OpenVinoPredictor(compiled, signature, calibrated_pixels(warmup_side)))
+        return candidates, spec, None
     module = load_generator(path, spec)
     spec = spec.model_copy(update={"layout": "NCHW", "architecture": "animeganv2"})
-    return TorchPredictor(module), spec, sum(p.numel() for p in module.parameters())
+    return [TorchPredictor(module)], spec, sum(p.numel() for p in module.parameters())
 
 
 def _settle_multiple(path: Path, spec: StyleSpec, predictor: Predictor, warmup_side: int) -> int:

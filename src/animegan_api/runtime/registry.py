@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from animegan_api.runtime.onnx_runtimes import OnnxRuntime
 from animegan_api.runtime.precision import Precision
 from animegan_api.runtime.predictors import LoadedStyle, load_style
 from animegan_api.runtime.weights import ModelFile, StyleSpec, WeightsError, discover
@@ -70,7 +71,9 @@ class StyleRegistry:
     precision: Precision = "fp32"
     check_batches: list[np.ndarray] = field(default_factory=list, repr=False)
     measure_memory: bool = False
-    on_load: Callable[[str, float], None] | None = field(default=None, repr=False)
+    onnx_runtime: OnnxRuntime = "onnxruntime"
+    streams: int = 1  # forwards at once (the engine's workers)
+    on_load: Callable[[str, float, str], None] | None = field(default=None, repr=False)
     _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -117,13 +120,15 @@ class StyleRegistry:
                         self.precision,
                         self.check_batches,
                         self.measure_memory,
+                        self.onnx_runtime,
+                        self.streams,
                     )
                 except WeightsError as exc:
                     entry.error = str(exc)
                     log.error("style %s not loaded: %s", entry.name, exc)
                     raise
                 if self.on_load:
-                    self.on_load(entry.name, entry.loaded.load_s)
+                    self.on_load(entry.name, entry.loaded.load_s, entry.loaded.runtime)
             entry.last_used = time.monotonic()
             self._evict(keep=entry)
 
@@ -148,7 +153,9 @@ def build_registry(
     precision: Precision = "fp32",
     check_batches: list[np.ndarray] | None = None,
     measure_memory: bool = False,
-    on_load: Callable[[str, float], None] | None = None,
+    on_load: Callable[[str, float, str], None] | None = None,
+    onnx_runtime: OnnxRuntime = "onnxruntime",
+    streams: int = 1,
 ) -> StyleRegistry:
     """Discover the folder, choose a file per style, and load eagerly unless ``lazy``."""
     files, problems = discover(folder)
@@ -162,6 +169,8 @@ def build_registry(
         check_batches=check_batches or [],
         measure_memory=measure_memory,
         on_load=on_load,
+        onnx_runtime=onnx_runtime,
+        streams=streams,
     )
     for name, group in _group_by_name(files).items():
         registry.entries[name] = StyleEntry(name, _choose(group, backend), sorted({m.spec.format for m in group}))

@@ -23,6 +23,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._runtime_of: dict[str, str] = {}  # style -> the runtime its series is labelled with
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and friends
         r = self.registry
         self.requests = Counter(
@@ -58,6 +59,12 @@ class Metrics:
         self.model_load = Gauge(
             "animegan_model_load_seconds", "Time the style's model took to load and warm up.", ["style"], registry=r
         )
+        self.style_runtime = Gauge(
+            "animegan_style_runtime",
+            "1 for the runtime serving each loaded style (pytorch, onnxruntime, openvino).",
+            ["style", "runtime"],
+            registry=r,
+        )
         self.cache_lookups = Counter(
             "animegan_cache_lookups_total", "Result cache lookups by result (hit, miss).", ["result"], registry=r
         )
@@ -84,6 +91,15 @@ class Metrics:
             registry=r,
         )
         self.memory_waiting = Gauge("animegan_memory_waiting_requests", "Requests waiting for memory.", registry=r)
+
+    def style_loaded(self, name: str, seconds: float, runtime: str) -> None:
+        """A style (re)loaded: its load time, and the one runtime now serving it."""
+        self.model_load.labels(name).set(seconds)
+        previous = self._runtime_of.get(name)
+        if previous is not None and previous != runtime:
+            self.style_runtime.remove(name, previous)
+        self.style_runtime.labels(name, runtime).set(1)
+        self._runtime_of[name] = runtime
 
     def watch_jobs(self, census: Callable[[], dict[str, int]]) -> None:
         """Jobs by status and the queue's depth (every replica's, with a shared store), as last counted.

@@ -138,5 +138,7 @@ def _load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
         precision=settings.precision,
         check_batches=check_batches(settings.precision_check_dir) if settings.precision != "fp32" else None,
         measure_memory=settings.memory_budget_mb != 0,
-        on_load=lambda name, seconds: metrics.model_load.labels(name).set(seconds),
+        on_load=metrics.style_loaded,
+        onnx_runtime=settings.onnx_runtime,
+        streams=settings.workers,
     )

@@ -56,6 +56,8 @@ def _style_info(entry: StyleEntry, default: bool) -> StyleInfo:
         memory_bytes=loaded.memory_bytes if loaded else None,
         precision=loaded.precision if loaded else None,
         precision_note=loaded.precision_note if loaded else None,
+        runtime=loaded.runtime if loaded else None,
+        runtime_seconds=loaded.runtime_seconds if loaded else None,
         loaded=loaded is not None,
         available=entry.error is None,
         reason=entry.error,

@@ -1,0 +1,141 @@
+"""ONNX styles on either runtime: ONNX Runtime, or OpenVINO, and the choice between them.
+
+Both run the same file at the same fixed thread count in f32. OpenVINO is
+compiled for this CPU once at load; its CPU plugin takes any picture size
+without a recompile (a new shape's first forward builds its kernels once and
+keeps them; ``bench/onnx_runtimes.py`` measures what that costs). Its precision is
+pinned to f32: on CPUs with AMX it would otherwise pick bf16 by itself, which
+only the precision policy and its quality check may allow.
+
+``ANIMEGAN_ONNX_RUNTIME=auto`` times both on the warm-up picture at load and
+keeps the faster per style (:func:`fastest`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from animegan_api.runtime.weights import OnnxSignature, WeightsError, arena_run_options
+
+__all__ = ["OnnxPredictor", "OnnxRuntime", "OpenVinoPredictor", "fastest", "open_openvino"]
+
+OnnxRuntime = Literal["auto", "onnxruntime", "openvino"]
+
+
+class OnnxPredictor:
+    """ONNX Runtime sessions of one model; NHWC graphs get transposed input and output.
+
+    Pictures up to ``arena_pixels`` run in ``arena``, a session with ORT's
+    memory arena that is shrunk after every run: AnimeGANv3 Hayao serves 512 px
+    pictures 1.28x faster through it (``bench/RESULTS.md``). Its memory is
+    measured up to that size and no further (at 2048 px it peaks 20% above the
+    line through the measured sizes), so larger pictures run in ``session``,
+    which allocates each tensor afresh and whose line over-predicts them.
+    """
+
+    runtime = "onnxruntime"
+
+    def __init__(self, session: Any, signature: OnnxSignature, arena: Any | None = None, arena_pixels: int = 0) -> None:
+        self.session = session
+        self.signature = signature
+        self.arena = arena
+        self.arena_pixels = arena_pixels if arena is not None else 0
+        self._shrink = arena_run_options() if arena is not None else None
+
+    @property
+    def plain(self) -> OnnxPredictor:
+        """The same model without the arena session, for every size."""
+        return OnnxPredictor(self.session, self.signature)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.signature.fixed_batch == 1 and batch.shape[0] > 1:
+            return np.concatenate([self(batch[i : i + 1]) for i in range(batch.shape[0])])
+        feed = _feed(batch, self.signature)
+        session, options = self.session, None
+        if self.arena is not None and batch.shape[2] * batch.shape[3] <= self.arena_pixels:
+            session, options = self.arena, self._shrink
+        (output,) = session.run([self.signature.output_name], {self.signature.input_name: feed}, options)
+        return _nchw(output, self.signature)
+
+
+class OpenVinoPredictor:
+    """An ONNX model compiled by OpenVINO for this CPU.
+
+    Each forward takes an inference request from a small pool (one per thread
+    running at once; a request costs about 0.1 ms to make). A request keeps the
+    buffers of the last shape it ran, so one that ran a picture above
+    ``keep_pixels`` (the largest size whose memory was measured at load) is
+    dropped after it, and its memory goes back with it.
+    """
+
+    runtime = "openvino"
+
+    def __init__(self, compiled: Any, signature: OnnxSignature, keep_pixels: int) -> None:
+        self.compiled, self.signature, self.keep_pixels = compiled, signature, keep_pixels
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.signature.fixed_batch == 1 and batch.shape[0] > 1:
+            return np.concatenate([self(batch[i : i + 1]) for i in range(batch.shape[0])])
+        with self._lock:
+            request = self._idle.pop() if self._idle else self.compiled.create_infer_request()
+        request.infer({0: _feed(batch, self.signature)})
+        output = np.array(request.get_output_tensor(0).data)  # a copy: the request's buffer is reused
+        if batch.shape[2] * batch.shape[3] <= self.keep_pixels:
+            with self._lock:
+                self._idle.append(request)
+        return _nchw(output, self.signature)
+
+
+def open_openvino(path: Path, threads: int, streams: int = 1) -> Any:
+    """The file compiled by OpenVINO for this CPU: ``streams`` forwards at once (the service's W) of
+    ``threads`` threads each, f32, threads not pinned (the service's other threads share the cores);
+    a file OpenVINO cannot read is a WeightsError."""
+    import openvino as ov
+
+    config = {
+        "INFERENCE_NUM_THREADS": threads * streams,
+        "NUM_STREAMS": streams,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",
+        "ENABLE_CPU_PINNING": False,
+    }
+    try:
+        return ov.Core().compile_model(str(path), "CPU", config)
+    except Exception as exc:  # OpenVINO raises RuntimeError with its own text for bad graphs
+        raise WeightsError(path, f"OpenVINO cannot compile it ({type(exc).__name__}: {str(exc)[:160]})") from exc
+
+
+def fastest(candidates: Sequence[Any], side: int, runs: int = 2) -> tuple[Any, dict[str, float]]:
+    """The candidate whose best warm forward at ``side`` x ``side`` is the shortest, and every candidate's.
+
+    Each runs once untimed first (a new shape's kernels are built then).
+    """
+    batch = np.zeros((1, 3, side, side), dtype=np.float32)
+    seconds: dict[str, float] = {}
+    for candidate in candidates:
+        candidate(batch)
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            candidate(batch)
+            times.append(time.perf_counter() - started)
+        seconds[candidate.runtime] = min(times)
+    best = min(candidates, key=lambda candidate: seconds[candidate.runtime])
+    return best, seconds
+
+
+def _feed(batch: np.ndarray, signature: OnnxSignature) -> np.ndarray:
+    return np.ascontiguousarray(batch.transpose(0, 2, 3, 1)) if signature.layout == "NHWC" else batch
+
+
+def _nchw(output: np.ndarray, signature: OnnxSignature) -> np.ndarray:
+    result: np.ndarray = output.transpose(0, 3, 1, 2) if signature.layout == "NHWC" else output
+    return result

@@ -1,0 +1,78 @@
+"""ONNX styles on ONNX Runtime or OpenVINO: forced, or the faster one chosen at load; the same pictures either
+way, f32 pinned, and memory handed back after large pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from animegan_api.runtime.model import Generator
+from animegan_api.runtime.onnx_runtimes import OnnxPredictor, OpenVinoPredictor
+from conftest import load_file
+
+
+def _reference(batch: np.ndarray) -> np.ndarray:
+    torch.manual_seed(0)  # the seed the ONNX exports were made with
+    with torch.inference_mode():
+        return Generator().eval()(torch.from_numpy(batch)).numpy()
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_openvino_runs_the_file_like_the_torch_generator_at_any_size(onnx_models: dict[str, Path], layout: str) -> None:
+    style = load_file(onnx_models[layout], onnx_runtime="openvino")
+    assert style.runtime == "openvino" and isinstance(style.predictor, OpenVinoPredictor)
+    assert str(style.predictor.compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+    rng = np.random.default_rng(0)
+    for shape in ((1, 3, 32, 32), (2, 3, 24, 40), (1, 3, 64, 36), (1, 3, 32, 32)):  # new shapes, then one seen
+        batch = rng.uniform(-1, 1, shape).astype(np.float32)
+        assert np.abs(style.predictor(batch) - _reference(batch)).max() < 1e-4
+
+
+def test_auto_times_both_runtimes_at_load_and_keeps_the_faster(onnx_models: dict[str, Path]) -> None:
+    style = load_file(onnx_models["nhwc"], onnx_runtime="auto")
+    assert style.runtime_seconds is not None and set(style.runtime_seconds) == {"onnxruntime", "openvino"}
+    assert style.runtime == min(style.runtime_seconds, key=style.runtime_seconds.__getitem__)
+    assert style.predictor.runtime == style.runtime
+    forced = load_file(onnx_models["nhwc"], onnx_runtime="onnxruntime")
+    assert isinstance(forced.predictor, OnnxPredictor) and forced.runtime_seconds is None
+
+
+def test_int8_is_onnx_runtimes_so_auto_leaves_openvino_out(
+    onnx_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("animegan_api.runtime.precision.missing_instructions", lambda wanted: "no VNNI here")
+    auto = load_file(onnx_models["nhwc"], onnx_runtime="auto", precision="int8")
+    assert auto.runtime == "onnxruntime" and auto.runtime_seconds is None
+    forced = load_file(onnx_models["nhwc"], onnx_runtime="openvino", precision="int8")
+    assert (forced.runtime, forced.precision) == ("openvino", "fp32")
+    assert forced.precision_note == "int8 applies to ONNX files run by ONNX Runtime only; this style runs in OpenVINO"
+
+
+def test_a_request_that_ran_a_picture_above_the_measured_size_is_let_go(onnx_models: dict[str, Path]) -> None:
+    predictor = load_file(onnx_models["nchw"], onnx_runtime="openvino").predictor  # measured up to 128 x 128
+    assert isinstance(predictor, OpenVinoPredictor) and predictor.keep_pixels == 128 * 128
+    made: list[Any] = []
+    create = predictor.compiled.create_infer_request
+    predictor.compiled = _Counting(predictor.compiled, create, made)
+    predictor._idle.clear()
+    predictor(np.zeros((1, 3, 128, 128), np.float32))
+    predictor(np.zeros((1, 3, 128, 128), np.float32))  # the same request again
+    predictor(np.zeros((1, 3, 256, 128), np.float32))  # reuses it, then lets it go with its buffers
+    predictor(np.zeros((1, 3, 64, 64), np.float32))  # a fresh one
+    assert len(made) == 2 and len(predictor._idle) == 1
+
+
+class _Counting:
+    """A compiled model whose requests are counted as they are made."""
+
+    def __init__(self, compiled: Any, create: Any, made: list[Any]) -> None:
+        self._compiled, self._create, self._made = compiled, create, made
+
+    def create_infer_request(self) -> Any:
+        request = self._create()
+        self._made.append(request)
+        return request
