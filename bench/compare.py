@@ -2,6 +2,7 @@
 
     python bench/compare.py                      # about 10-12 minutes on 2 cores
     python bench/compare.py --levels 1 4 --no-results   # a quick look, RESULTS.md untouched
+    python bench/compare.py --styles-only        # the per-style table alone (every real style), printed
 
 In one run, with the real AnimeGANv2 Hayao weights and 512x512 real photos:
 
@@ -59,10 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--min-requests", type=int, default=10, help="requests per level: max(this, 2 x concurrency)")
     parser.add_argument("--no-results", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument("--styles-only", action="store_true", help="only the per-style table, printed")
     args = parser.parse_args(argv)
     reexec_with_hugepage_malloc(sys.orig_argv[1:])  # raw runs with the allocator serve uses
     started = time.monotonic()
     photos = [(args.photos / name).read_bytes() for name in SQUARE_PHOTOS]
+    if args.styles_only:
+        with tempfile.TemporaryDirectory(prefix="animegan-bench-") as tmp:
+            styles = measure_styles(args.weights, args.photos / SQUARE_PHOTOS[0], photos, Path(tmp))
+        print("\n".join(render_styles(styles)))
+        return 0
     with tempfile.TemporaryDirectory(prefix="animegan-bench-") as tmp:
         weights = _single_model_folder(args.weights, Path(tmp))
         run = {"meta": _meta(), **measure_levels(weights, args.photos, photos, args.levels, args.min_requests)}

@@ -28,9 +28,12 @@ from local_server import start_baseline, start_server, stop, wait_idle
 from model import flops_per_image, matmul_peak
 
 DEFAULTS = Settings()
-STYLES = {
+STYLES = {  # ONNX files run on the runtime ANIMEGAN_ONNX_RUNTIME chooses (the table names it)
     "AnimeGANv2 Hayao (PyTorch)": "animeganv2_hayao.pt",
-    "AnimeGANv3 Hayao (ONNX Runtime)": "animeganv3_hayao.onnx",
+    "AnimeGANv2 Hayao (ONNX)": "animeganv2_hayao.onnx",
+    "AnimeGANv3 Hayao": "animeganv3_hayao.onnx",
+    "AnimeGANv3 Shinkai": "animeganv3_shinkai.onnx",
+    "AnimeGANv3 Cute": "animeganv3_cute.onnx",
 }
 SIDE = 512
 UNCACHED = {"ANIMEGAN_RATE_LIMIT_ENABLED": "false", "ANIMEGAN_CACHE_MAX_BYTES": "0"}  # every request runs the model
@@ -41,7 +44,14 @@ class RawModel:
 
     def __init__(self, model: Path, photo: Path) -> None:
         torch.set_num_threads(DEFAULTS.threads)
-        self.predictor = load_style(ModelFile(model, read_spec(model)), DEFAULTS.threads, 256).predictor
+        style = load_style(
+            ModelFile(model, read_spec(model)),
+            DEFAULTS.threads,
+            DEFAULTS.warmup_side,
+            onnx_runtime=DEFAULTS.onnx_runtime,
+            streams=DEFAULTS.workers,
+        )
+        self.predictor, self.runtime = style.predictor, style.runtime
         self.batch = imaging.to_batch(Image.open(photo).convert("RGB").resize((SIDE, SIDE)))
         self.predictor(self.batch)
 
@@ -90,6 +100,7 @@ def _style(model: Path, weights: Path, photo: Path, uploads: list[bytes], concur
     print(f"{model.name}: ours {served['statuses']}, Flask {baseline['statuses']}", flush=True)
     return {
         "file": model.name,
+        "runtime": raw.runtime,
         "gflop_per_image": round(_flops(model) / 1e9, 2),
         "raw_forward_s": round(forward_s, 4),
         "ours": served,
@@ -110,16 +121,17 @@ def render_styles(styles: dict) -> list[str]:
         f"Per style at concurrency {styles['concurrency']}, {SIDE}x{SIDE}; fp32 limit = the matmul peak measured in "
         f"this run ({peak:.1f} GFLOP/s on {DEFAULTS.threads} threads) / the style's GFLOP per picture:",
         "",
-        "| style | GFLOP | fp32 limit img/s | raw img/s | ours img/s | ours p99 s | Flask img/s "
+        "| style | runtime | GFLOP | fp32 limit img/s | raw img/s | ours img/s | ours p99 s | Flask img/s "
         "| ours % of fp32 limit | ours/raw | ours/Flask | non-200 ours | non-200 Flask |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for label, style in styles["styles"].items():
         limit = peak / style["gflop_per_image"]
         raw, ours, flask = 1 / style["raw_forward_s"], style["ours"], style["baseline"]
         tp, flask_tp = ours["throughput_rps"], flask["throughput_rps"]
         lines.append(
-            f"| {label} | {style['gflop_per_image']:.1f} | {limit:.2f} | {raw:.3f} | {tp:.3f} "
+            f"| {label} | {style.get('runtime', '-')} | {style['gflop_per_image']:.1f} | {limit:.2f} | {raw:.3f} "
+            f"| {tp:.3f} "
             f"| {ours['latency_ok_s']['p99']:.2f} | {flask_tp:.3f} | {100 * tp / limit:.0f}% | {tp / raw:.2f} "
             f"| {tp / flask_tp if flask_tp else float('inf'):.2f} | {errors(ours)} | {errors(flask)} |"
         )

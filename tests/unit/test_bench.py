@@ -100,9 +100,12 @@ def test_report_tables_the_levels_and_judges_every_target(
 
 def test_report_gives_each_style_its_share_of_the_fp32_limit_and_ratio_to_flask() -> None:
     run = _run(0.49, 0.3, 0.02)
-    v3 = {"file": "v3.onnx", "gflop_per_image": 59.2, "raw_forward_s": 0.5}
+    v3 = {"file": "v3.onnx", "runtime": "openvino", "gflop_per_image": 59.2, "raw_forward_s": 0.5}
     v3 |= {"ours": _summary(1.8, 2.0, 2.4), "baseline": _summary(0.9, 4.0, 5.0, {"200": 12, "504": 1})}
     run["styles"] = {"peak_gflop_s": 118.4, "concurrency": 4, "styles": {"v3 Hayao": v3}}
     report = compare.render(run)
     assert "118.4 GFLOP/s" in report
-    assert "| v3 Hayao | 59.2 | 2.00 | 2.000 | 1.800 | 2.40 | 0.900 | 90% | 0.90 | 2.00 | - | 1 x 504 |" in report
+    assert (
+        "| v3 Hayao | openvino | 59.2 | 2.00 | 2.000 | 1.800 | 2.40 | 0.900 | 90% | 0.90 | 2.00 | - | 1 x 504 |"
+        in report
+    )
