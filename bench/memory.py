@@ -1,4 +1,4 @@
-"""What one forward costs in time and memory, per style and size: whole picture against strips.
+"""What one forward costs in time and memory, per style and size, against what the service predicts.
 
     python bench/memory.py --weights ../shared/models
     python bench/memory.py --sizes 512 1024 2048 4096 --models animeganv2_hayao.pt animeganv3_hayao.onnx
@@ -7,9 +7,12 @@ Each measurement runs in a fresh process (so an earlier, larger forward
 cannot hide a smaller one's peak) with the huge-page malloc that ``serve``
 uses: load the style as the service does, note the resident set, run one
 forward on a real photo at that size, and report the peak resident set
-(VmHWM) minus that baseline. PyTorch styles run both ways: ``whole`` (the
-plain module, the reference) and ``strips`` (what the service runs,
-:mod:`animegan_api.runtime.tiling`); ONNX styles run as ONNX Runtime runs them.
+(VmHWM) minus that baseline, beside the memory the service predicts for that
+forward (the cost it measures or works out at load, at the default warm-up
+side) and their ratio. PyTorch styles run both ways: ``whole`` (the plain
+module, the reference, no prediction) and ``strips`` (what the service runs,
+:mod:`animegan_api.runtime.tiling`); ONNX styles on each runtime,
+``onnxruntime`` and ``openvino``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def status(field):
 model, photo, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[5]
 side, threads = int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
-style = load_style(ModelFile(model, read_spec(model)), threads, 64)
+runtime = mode if mode in ("onnxruntime", "openvino") else "onnxruntime"
+style = load_style(ModelFile(model, read_spec(model)), threads, 256, measure_memory=True, onnx_runtime=runtime)
 predictor = style.predictor
 if mode == "whole":
     predictor.forward = predictor.module
@@ -48,10 +52,12 @@ height = max(style.size_multiple, side * image.height // image.width // style.si
 batch = imaging.to_batch(image.resize((side, height), Image.Resampling.LANCZOS))
 del image
 idle = status("VmRSS")
+Path("/proc/self/clear_refs").write_text("5")  # the peak from here: loading and calibrating do not count
 began = time.perf_counter()
 predictor(batch)
+predicted = style.cost.forward_bytes(side, height) / 2**20 if style.cost and mode != "whole" else None
 print(json.dumps({"idle_mib": idle, "peak_mib": status("VmHWM"), "forward_s": time.perf_counter() - began,
-                  "width": side, "height": height}))
+                  "width": side, "height": height, "predicted_mib": predicted}))
 """
 
 
@@ -79,20 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-whole-above", type=int, default=2048, help="the whole forward needs ~6.5 GiB at 2048")
     args = parser.parse_args(argv)
     photo = args.photos / "street_03_4k.jpg"
-    heading = ("model", "mode", "size", "idle MiB", "peak MiB", "forward MiB", "forward s")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(heading, (24, 7, 11, 9, 9, 12, 10), strict=True)))
+    heading = ("model", "mode", "size", "idle MiB", "peak MiB", "forward MiB", "forward s", "predicted", "pred/meas")
+    widths = (24, 11, 11, 9, 9, 12, 10, 10, 10)
+    print(" ".join(f"{h:>{w}}" for h, w in zip(heading, widths, strict=True)))
     for name in args.models:
         model, stem = args.weights / name, name
-        modes = ["whole", "strips"] if model.suffix == ".pt" else ["onnx"]
+        modes = ["whole", "strips"] if model.suffix == ".pt" else ["onnxruntime", "openvino"]
         for side in args.sizes:
             for mode in modes:
                 if mode == "whole" and side > args.skip_whole_above:
                     continue
                 row = measure(model, photo, side, args.threads, mode)
-                size = f"{int(row['width'])}x{int(row['height'])}"
+                size, used = f"{int(row['width'])}x{int(row['height'])}", row["peak_mib"] - row["idle_mib"]
+                predicted = row["predicted_mib"]
+                guess = f"{predicted:>10.0f} {predicted / used:>10.2f}" if predicted else f"{'-':>10} {'-':>10}"
                 print(
-                    f"{stem:>24} {mode:>7} {size:>11} {row['idle_mib']:>9.0f} {row['peak_mib']:>9.0f} "
-                    f"{row['peak_mib'] - row['idle_mib']:>12.0f} {row['forward_s']:>10.2f}",
+                    f"{stem:>24} {mode:>11} {size:>11} {row['idle_mib']:>9.0f} {row['peak_mib']:>9.0f} "
+                    f"{used:>12.0f} {row['forward_s']:>10.2f} {guess}",
                     flush=True,
                 )
     return 0
