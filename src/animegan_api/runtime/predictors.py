@@ -194,13 +194,17 @@ def _memory_cost(predictor: Predictor, multiple: int, side: int) -> Cost | None:
     """Worked out from the strip forward's shapes, or measured at the warm-up side and twice that.
 
     An ONNX style with an arena session is measured on each session: the
-    arena's for the sizes it serves, the plain one's for everything larger.
+    arena's for the sizes it serves, the plain one's for everything larger;
+    one on OpenVINO likewise, OpenVINO's and the plain session's.
     """
     if isinstance(predictor, TorchPredictor) and isinstance(predictor.forward, StripForward):
         return StripCost(predictor.forward)
     if isinstance(predictor, OnnxPredictor) and predictor.arena is not None:
         small, large = calibrate(predictor, multiple, side), calibrate(predictor.plain, multiple, side)
         return SplitCost(small, large, predictor.arena_pixels) if small and large else None
+    if isinstance(predictor, OpenVinoPredictor):
+        small, large = calibrate(predictor, multiple, side), calibrate(predictor.large, multiple, side)
+        return SplitCost(small, large, predictor.keep_pixels) if small and large else None
     return calibrate(predictor, multiple, side)
 
 
@@ -225,7 +229,8 @@ def _open(
             candidates.append(OnnxPredictor(session, signature, arena, calibrated_pixels(warmup_side)))
         if onnx_runtime != "onnxruntime":
             compiled = open_openvino(path, threads, streams)
-            candidates.append(OpenVinoPredictor(compiled, signature, calibrated_pixels(warmup_side)))
+            large = OnnxPredictor(session, signature)  # no arena: its memory goes back after each forward
+            candidates.append(OpenVinoPredictor(compiled, signature, calibrated_pixels(warmup_side), large))
         return candidates, spec, None
     module = load_generator(path, spec)
     spec = spec.model_copy(update={"layout": "NCHW", "architecture": "animeganv2"})
