@@ -125,9 +125,10 @@ def load_style(
         onnx_runtime = "onnxruntime"  # int8 is ONNX Runtime's quantiser's
     candidates, spec, parameters = _open(model_file, threads, warmup_side, onnx_runtime, streams)
     spec = spec.model_copy(update={"size_multiple": _settle_multiple(path, spec, candidates[0], warmup_side)})
+    side = _odd_multiple(spec.size_multiple or 1, warmup_side)  # the warm-up picture's
     predictor, seconds = candidates[0], None
     if len(candidates) > 1:
-        predictor, seconds = fastest(candidates, _odd_multiple(spec.size_multiple or 1, warmup_side))
+        predictor, seconds = fastest(candidates, side)
         log.info("style %s runs in %s (warm forward, s: %s)", spec.name, predictor.runtime, seconds)
         candidates.clear()
         give_back()  # the runtime not kept, and its buffers
@@ -135,7 +136,10 @@ def load_style(
     if note:
         log.warning("style %s stays fp32: %s", spec.name, note)
     cost = _memory_cost(predictor, spec.size_multiple or 1, warmup_side) if measure_memory else None
-    timing = _warm_timing(predictor, spec.size_multiple or 1, warmup_side)
+    if seconds is not None and predictor.runtime in seconds:  # auto timed it warm at this side already
+        timing = (3 * side * side, seconds[predictor.runtime])
+    else:
+        timing = _warm_timing(predictor, side)
     elapsed = time.perf_counter() - started
     log.info("style %s loaded from %s and warmed in %.2f s (%s, %s)", spec.name, path, elapsed, active, cost)
     memory = max(0, resident_bytes() - rss_before)
@@ -181,9 +185,8 @@ def _reduced_copy(
         return str(exc)
 
 
-def _warm_timing(predictor: Predictor, multiple: int, warmup_side: int) -> tuple[int, float]:
+def _warm_timing(predictor: Predictor, side: int) -> tuple[int, float]:
     """One more forward, warm this time: the speed admission predicts with until real requests teach it."""
-    side = _odd_multiple(multiple, warmup_side)
     batch = np.zeros((1, 3, side, side), dtype=np.float32)
     started = time.perf_counter()
     predictor(batch)
