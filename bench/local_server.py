@@ -89,6 +89,19 @@ def start_server(
     return process, url
 
 
+def access_ms(log: Path, status: int, path: str = "/v1/transform") -> list[float]:
+    """Sorted server-side durations (ms) of the ``status`` answers to ``path``, from the access log lines
+
+    ``animegan_api.access: POST /v1/transform 503 1.4 ms``: the server's own clock, free of the client's
+    share of the cores.
+    """
+    marker = f" {path} {status} "
+    durations = [
+        float(line.rsplit(" ", 2)[1]) for line in log.read_text(errors="replace").splitlines() if marker in line
+    ]
+    return sorted(durations)
+
+
 def status_mib(pid: int, field: str = "VmRSS") -> float:
     """A memory figure from ``/proc/PID/status`` (VmRSS now, VmHWM the peak), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

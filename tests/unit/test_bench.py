@@ -58,10 +58,11 @@ def _summary(throughput: float, p50: float, p99: float, statuses: dict[str, int]
     }
 
 
-def _run(ours_tp: float, flask_tp: float, refusal_p99: float) -> dict:
+def _run(ours_tp: float, flask_tp: float, refusal_p99: float, server_p50: float = 2.0) -> dict:
     raw = {"median_s": 2.0, "min_s": 1.9, "max_s": 2.1, "images_per_s": 0.5, "runs": 6}
     overload = _summary(0.4, 10.0, 20.0, {"200": 24, "503": 300})
     overload["latency_by_status_s"]["503"] = {"p50": 0.005, "p90": 0.01, "p99": refusal_p99, "max": refusal_p99}
+    overload["refusals_server_ms"] = {"p50": server_p50, "p99": 4 * server_p50}
     return {
         "meta": {
             "date": "2026-11-28 12:00 UTC",
@@ -86,15 +87,18 @@ def _run(ours_tp: float, flask_tp: float, refusal_p99: float) -> dict:
     }
 
 
-@pytest.mark.parametrize(("ours_tp", "flask_tp", "refusal_p99", "missed"), [(0.49, 0.3, 0.02, 0), (0.4, 0.35, 0.2, 3)])
+@pytest.mark.parametrize(
+    ("ours_tp", "flask_tp", "refusal_p99", "server_p50", "missed"),
+    [(0.49, 0.3, 0.02, 2.0, 0), (0.4, 0.35, 0.2, 20.0, 3), (0.4, 0.35, 0.2, 35.0, 4)],
+)
 def test_report_tables_the_levels_and_judges_every_target(
-    ours_tp: float, flask_tp: float, refusal_p99: float, missed: int
+    ours_tp: float, flask_tp: float, refusal_p99: float, server_p50: float, missed: int
 ) -> None:
-    report = compare.render(_run(ours_tp, flask_tp, refusal_p99))
+    report = compare.render(_run(ours_tp, flask_tp, refusal_p99, server_p50))
     assert report.startswith("## 2026-11-28 12:00 UTC: Test CPU, 2 cores")
     assert "| 8 | 0.500 |" in report and "2 x 504" in report
     verdicts = [line for line in report.splitlines() if line.startswith("- ")]
-    assert len(verdicts) == 5  # throughput, p50, c=8 vs Flask, overload, memory
+    assert len(verdicts) == 6  # throughput, p50, c=8 vs Flask, overload, refusals by the server's clock, memory
     assert sum(line.startswith("- MISSED") for line in verdicts) == missed
 
 
