@@ -6,7 +6,8 @@
 For each layout it starts ``animegan-api serve`` on a free loopback port,
 drives it with ``bench/load.py`` at enough concurrency to keep every worker
 busy (512x512 photos, result cache off), once per style asked for, and prints
-throughput and latency side by side. The
+throughput and latency side by side. The runtime
+column is what serves the style (ONNX styles: the one ``auto`` chose for that layout). The
 defaults in ``config.py`` come from this table (see docs/performance.md, "Choosing W and T").
 """
 
@@ -16,6 +17,8 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load import DEFAULT_PHOTOS, load_photos, run_load
@@ -34,7 +37,7 @@ def main() -> int:
     parser.add_argument("--styles", nargs="+", default=["animeganv2_hayao"])
     args = parser.parse_args()
     photos = load_photos(DEFAULT_PHOTOS, SQUARE_PHOTOS)
-    print(f"{'style':>18} {'W x T':>6} {'conc':>5} {'img/s':>7} {'p50 s':>7} {'p99 s':>7}  statuses")
+    print(f"{'style':>18} {'runtime':>11} {'W x T':>6} {'conc':>5} {'img/s':>7} {'p50 s':>7} {'p99 s':>7}  statuses")
     for workers, threads in LAYOUTS:
         process, url = start_server(
             args.weights,
@@ -42,13 +45,15 @@ def main() -> int:
             env={**UNCACHED, "OMP_NUM_THREADS": str(threads)},
         )
         try:
+            runtimes = {s["name"]: s["runtime"] for s in httpx.get(f"{url}/v1/styles").json()["styles"]}
             for style in args.styles:
                 concurrency = workers * 2
                 form = {"style": style}
                 summary = asyncio.run(run_load(url, photos, concurrency, args.requests, args.time_limit, form))
                 lat = summary["latency_ok_s"]
                 print(
-                    f"{style:>18} {workers:>2} x {threads:<2} {concurrency:>5} {summary['throughput_rps']:>7.3f} "
+                    f"{style:>18} {runtimes[style]:>11} {workers:>2} x {threads:<2} {concurrency:>5} "
+                    f"{summary['throughput_rps']:>7.3f} "
                     f"{lat['p50']:>7.2f} {lat['p99']:>7.2f}  {summary['statuses']}",
                     flush=True,
                 )
