@@ -68,5 +68,6 @@ async def test_one_access_line_per_request_with_its_facts(
     assert fields["request_id"] == "req-42" and fields["route"] == "/v1/transform" and fields["status"] == 200
     assert fields["style"] == "random" and fields["in_size"] == [70, 50] and fields["out_size"] == [68, 48]
     assert fields["inference_ms"] > 0 and fields["queue_ms"] >= 0 and fields["client"] == "127.0.0.1"
+    assert fields["memory_bytes"] > 70 * 50 * 27  # the forward's reservation, beyond the pictures' own bytes
     line = json.loads(JsonFormatter().format(lines[0]))
     assert line["logger"] == "animegan_api.access" and line["request_id"] == "req-42" and line["level"] == "info"

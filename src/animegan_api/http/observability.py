@@ -79,6 +79,7 @@ class ObservabilityMiddleware:
                     "bytes_out": sent,
                     "queue_ms": state.get("queue_ms"),
                     "inference_ms": state.get("inference_ms"),
+                    "memory_bytes": state.get("memory_bytes"),
                     "error": state.get("error_code"),
                     "client": client[0] if client else None,
                 }

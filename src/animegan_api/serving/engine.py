@@ -121,6 +121,7 @@ class InferenceEngine:
         if not self.budget.fits(nbytes):
             raise TooLarge
         await self.budget.reserve(nbytes, ticket, client_gone)
+        ticket.memory_bytes = nbytes
 
     async def run(
         self,

@@ -44,6 +44,7 @@ class Ticket:
     queue_s: float = 0.0
     inference_s: float = 0.0
     reserved: int = 0  # bytes of the memory budget this request holds
+    memory_bytes: int = 0  # bytes admission reserved for it, kept after they are given back (the access log)
     predicted_s: float = 0.0  # model seconds admission expects this request to take
     started: float | None = None  # when its (first) forward began, on the monotonic clock
 

@@ -182,7 +182,10 @@ async def run_plan(
 ) -> Response:
     """A route's plan through the service's runner, on the request's admitted ticket, answered as a picture."""
     gate = services.admission(ticket, lambda: _client_gone(request))
-    return _picture_response(request, await services.runner.run(plan, await image.read(), gate), styles_header)
+    try:
+        return _picture_response(request, await services.runner.run(plan, await image.read(), gate), styles_header)
+    finally:
+        _note(request, memory_bytes=ticket.memory_bytes or None)
 
 
 def _picture_response(request: Request, result: Converted, styles_header: str = "X-Style") -> Response:
