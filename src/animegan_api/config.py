@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         description="Memory the process may use, in MiB; admission reserves each request's predicted bytes "
         "within it. Default: the container's limit less max(10%, 256 MiB), else 75% of physical memory; 0: off.",
     )
+    memory_profile_dir: Path | None = Field(
+        None,
+        description="Folder of `animegan-api memory-profile` files: ONNX styles' memory measured at the sizes they "
+        "serve, used to size large pictures (default: the line measured at load).",
+    )
 
     avatar_max_faces: int = Field(8, ge=1, le=32, description="Most faces one `face=all` avatar sheet shows.")
     face_detect_side: int = Field(

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from animegan_api.config import Settings
 
-__all__ = ["main", "reexec_with_hugepage_malloc"]
+__all__ = ["HUGEPAGE_TUNABLE", "main", "reexec_with_hugepage_malloc"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     convert.set_defaults(command=_convert)
 
+    memory = sub.add_parser(
+        "memory-profile", help="measure each ONNX style's memory at the sizes it serves (ANIMEGAN_MEMORY_PROFILE_DIR)"
+    )
+    memory.add_argument("--out", type=Path, required=True, help="folder for the profiles")
+    memory.add_argument("--sides", type=int, nargs="+", default=[512, 1024, 1536, 2048], help="long sides measured")
+    memory.add_argument("--models", nargs="+", help="file names in the weights folder (default: every ONNX file)")
+    memory.add_argument("--weights-dir", type=Path)
+    memory.add_argument("--threads", type=int, help="threads per forward: the service's ANIMEGAN_THREADS")
+    memory.set_defaults(command=_memory_profile)
+
     health = sub.add_parser(
         "healthcheck", help="exit 0 when the running server answers /healthz (container HEALTHCHECK)"
     )
@@ -145,7 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-_HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
+HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
 def reexec_with_hugepage_malloc(arguments: list[str]) -> None:
@@ -163,7 +173,7 @@ def reexec_with_hugepage_malloc(arguments: list[str]) -> None:
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     if "glibc.malloc.hugetlb" in tunables or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return
-    environment = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, _HUGEPAGE_TUNABLE]))}
+    environment = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, HUGEPAGE_TUNABLE]))}
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *arguments], environment)
@@ -199,6 +209,12 @@ def _convert(args: argparse.Namespace) -> int:
     from animegan_api.cli.convert import run
 
     return run(args, _settings(args, "weights_dir", "backend", "threads"))
+
+
+def _memory_profile(args: argparse.Namespace) -> int:
+    from animegan_api.cli.memory import run
+
+    return run(args, _settings(args, "weights_dir", "threads"))
 
 
 def _healthcheck(args: argparse.Namespace) -> int:

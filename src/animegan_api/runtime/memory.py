@@ -37,7 +37,9 @@ __all__ = [
     "container_limit",
     "default_budget",
     "give_back",
+    "peak_since_reset",
     "resident_bytes",
+    "start_peak_window",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,13 +90,18 @@ def _status_kib(field: str) -> int:
     return 0
 
 
-def _reset_peak() -> bool:
-    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM)."""
+def start_peak_window() -> bool:
+    """Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM); False where it cannot."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return False
     return True
+
+
+def peak_since_reset() -> int:
+    """The peak resident set (bytes) since :func:`start_peak_window`, or since the process began."""
+    return _status_kib("VmHWM") * 1024
 
 
 _libc: ctypes.CDLL | None = None
@@ -140,7 +147,7 @@ class SplitCost:
     """
 
     small: LinearCost
-    large: LinearCost
+    large: Cost
     pixels: int
 
     def forward_bytes(self, width: int, height: int) -> int:
@@ -165,10 +172,10 @@ def calibrate(forward: Callable[[np.ndarray], object], multiple: int, side: int 
         batch = np.zeros((1, 3, edge, edge), dtype=np.float32)
         give_back()
         before = resident_bytes()
-        if not _reset_peak():
+        if not start_peak_window():
             return None
         forward(batch)
-        points.append((edge * edge, max(0, _status_kib("VmHWM") * 1024 - before)))
+        points.append((edge * edge, max(0, peak_since_reset() - before)))
     (p1, b1), (p2, b2) = points
     per_pixel = max((b2 - b1) / (p2 - p1), b2 / p2 / 4)  # never below a quarter of the mean: noise is not a gift
     give_back()

@@ -18,7 +18,15 @@ import numpy as np
 import torch
 
 from animegan_api.runtime import precision as _precision
-from animegan_api.runtime.memory import Cost, SplitCost, calibrate, calibrated_pixels, give_back, resident_bytes
+from animegan_api.runtime.memory import (
+    Cost,
+    SplitCost,
+    calibrate,
+    calibrated_pixels,
+    give_back,
+    resident_bytes,
+)
+from animegan_api.runtime.memory_profile import MeasuredCost, read_profile
 from animegan_api.runtime.model import Generator
 from animegan_api.runtime.onnx_runtimes import OnnxPredictor, OnnxRuntime, OpenVinoPredictor, fastest, open_openvino
 from animegan_api.runtime.precision import Precision
@@ -111,12 +119,14 @@ def load_style(
     measure_memory: bool = False,
     onnx_runtime: OnnxRuntime = "onnxruntime",
     streams: int = 1,
+    memory_profiles: Path | None = None,
 ) -> LoadedStyle:
     """Load, complete the spec from the model itself, and warm up with a forward that proves the size rule.
 
     ``precision`` other than fp32 is a request, not an order: see :func:`apply_precision`. An ONNX file
     runs in ``onnx_runtime``; ``auto`` loads it in both and keeps the faster at the warm-up side. ``streams``
     is how many forwards run at once (OpenVINO runs that many side by side, ``threads`` threads each).
+    An ONNX style's large pictures are sized by its profile in ``memory_profiles`` where one matches.
     """
     started, rss_before = time.perf_counter(), resident_bytes()
     path = model_file.path
@@ -135,7 +145,8 @@ def load_style(
     predictor, active, note = apply_precision(predictor, precision, check_batches, path, threads)
     if note:
         log.warning("style %s stays fp32: %s", spec.name, note)
-    cost = _memory_cost(predictor, spec.size_multiple or 1, warmup_side) if measure_memory else None
+    profile = read_profile(memory_profiles, path, threads) if memory_profiles and measure_memory else None
+    cost = _memory_cost(predictor, spec.size_multiple or 1, warmup_side, profile) if measure_memory else None
     if seconds is not None and predictor.runtime in seconds:  # auto timed it warm at this side already
         timing = (3 * side * side, seconds[predictor.runtime])
     else:
@@ -193,22 +204,23 @@ def _warm_timing(predictor: Predictor, side: int) -> tuple[int, float]:
     return batch.size, time.perf_counter() - started
 
 
-def _memory_cost(predictor: Predictor, multiple: int, side: int) -> Cost | None:
+def _memory_cost(predictor: Predictor, multiple: int, side: int, profile: MeasuredCost | None) -> Cost | None:
     """Worked out from the strip forward's shapes, or measured at the warm-up side and twice that.
 
     An ONNX style with an arena session is measured on each session: the
-    arena's for the sizes it serves, the plain one's for everything larger;
-    one on OpenVINO likewise, OpenVINO's and the plain session's.
+    arena's for the sizes it serves, the plain one's for everything larger
+    (or its ``profile``, measured at those larger sizes); one on OpenVINO
+    likewise, OpenVINO's and the plain session's.
     """
     if isinstance(predictor, TorchPredictor) and isinstance(predictor.forward, StripForward):
         return StripCost(predictor.forward)
     if isinstance(predictor, OnnxPredictor) and predictor.arena is not None:
-        small, large = calibrate(predictor, multiple, side), calibrate(predictor.plain, multiple, side)
+        small, large = calibrate(predictor, multiple, side), profile or calibrate(predictor.plain, multiple, side)
         return SplitCost(small, large, predictor.arena_pixels) if small and large else None
     if isinstance(predictor, OpenVinoPredictor):
-        small, large = calibrate(predictor, multiple, side), calibrate(predictor.large, multiple, side)
+        small, large = calibrate(predictor, multiple, side), profile or calibrate(predictor.large, multiple, side)
         return SplitCost(small, large, predictor.keep_pixels) if small and large else None
-    return calibrate(predictor, multiple, side)
+    return profile or calibrate(predictor, multiple, side)
 
 
 def _open(

@@ -73,6 +73,7 @@ class StyleRegistry:
     measure_memory: bool = False
     onnx_runtime: OnnxRuntime = "onnxruntime"
     streams: int = 1  # forwards at once (the engine's workers)
+    memory_profiles: Path | None = None
     on_load: Callable[[str, float, str], None] | None = field(default=None, repr=False)
     _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -122,6 +123,7 @@ class StyleRegistry:
                         self.measure_memory,
                         self.onnx_runtime,
                         self.streams,
+                        self.memory_profiles,
                     )
                 except WeightsError as exc:
                     entry.error = str(exc)
@@ -156,6 +158,7 @@ def build_registry(
     on_load: Callable[[str, float, str], None] | None = None,
     onnx_runtime: OnnxRuntime = "onnxruntime",
     streams: int = 1,
+    memory_profiles: Path | None = None,
 ) -> StyleRegistry:
     """Discover the folder, choose a file per style, and load eagerly unless ``lazy``."""
     files, problems = discover(folder)
@@ -171,6 +174,7 @@ def build_registry(
         on_load=on_load,
         onnx_runtime=onnx_runtime,
         streams=streams,
+        memory_profiles=memory_profiles,
     )
     for name, group in _group_by_name(files).items():
         registry.entries[name] = StyleEntry(name, _choose(group, backend), sorted({m.spec.format for m in group}))

@@ -141,4 +141,5 @@ def _load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
         on_load=metrics.style_loaded,
         onnx_runtime=settings.onnx_runtime,
         streams=settings.workers,
+        memory_profiles=settings.memory_profile_dir,
     )
