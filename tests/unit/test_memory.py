@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from animegan_api.runtime import memory
-from animegan_api.runtime.memory import LinearCost, MiB, SplitCost, calibrate, calibrated_pixels, default_budget
+from animegan_api.runtime.memory import (
+    LinearCost,
+    MiB,
+    SplitCost,
+    calibrate,
+    calibrated_pixels,
+    default_budget,
+    held_cost,
+)
 from animegan_api.runtime.model import Generator
 from animegan_api.runtime.predictors import TorchPredictor
 
@@ -63,3 +71,8 @@ def test_freed_memory_can_be_handed_back() -> None:
 
 def test_a_measured_cost_is_a_line_in_pixels() -> None:
     assert LinearCost(fixed=100, per_pixel=2.0).forward_bytes(10, 5) == 200
+
+
+def test_a_runtime_that_keeps_its_buffers_costs_what_one_more_forward_adds_plus_slack() -> None:
+    assert held_cost(LinearCost(fixed=MiB, per_pixel=0.5)) == LinearCost(fixed=33 * MiB, per_pixel=0.5)
+    assert held_cost(None) is None

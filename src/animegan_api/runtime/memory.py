@@ -37,6 +37,7 @@ __all__ = [
     "container_limit",
     "default_budget",
     "give_back",
+    "held_cost",
     "peak_since_reset",
     "resident_bytes",
     "start_peak_window",
@@ -153,6 +154,17 @@ class SplitCost:
     def forward_bytes(self, width: int, height: int) -> int:
         small = self.small.forward_bytes(min(width * height, self.pixels), 1)
         return small if width * height <= self.pixels else max(small, self.large.forward_bytes(width, height))
+
+
+_HELD_SLACK = 32 * MiB
+
+
+def held_cost(measured: LinearCost | None) -> LinearCost | None:
+    """A runtime that keeps its buffers between forwards (OpenVINO): what one more forward adds, measured
+    once they are held (1-3 MiB), plus 32 MiB for what that reading misses (the output copy, a new shape)."""
+    if measured is None:
+        return None
+    return LinearCost(fixed=measured.fixed + _HELD_SLACK, per_pixel=measured.per_pixel)
 
 
 def calibrated_pixels(side: int) -> int:

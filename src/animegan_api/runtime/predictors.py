@@ -24,6 +24,7 @@ from animegan_api.runtime.memory import (
     calibrate,
     calibrated_pixels,
     give_back,
+    held_cost,
     resident_bytes,
 )
 from animegan_api.runtime.memory_profile import MeasuredCost, read_profile
@@ -210,7 +211,9 @@ def _memory_cost(predictor: Predictor, multiple: int, side: int, profile: Measur
     An ONNX style with an arena session is measured on each session: the
     arena's for the sizes it serves, the plain one's for everything larger
     (or its ``profile``, measured at those larger sizes); one on OpenVINO
-    likewise, OpenVINO's and the plain session's.
+    likewise, OpenVINO's and the plain session's. OpenVINO holds its buffers
+    for the measured sizes from the first measurement on (in the resident set
+    the budget starts from), so its side costs what a second measurement adds.
     """
     if isinstance(predictor, TorchPredictor) and isinstance(predictor.forward, StripForward):
         return StripCost(predictor.forward)
@@ -218,7 +221,9 @@ def _memory_cost(predictor: Predictor, multiple: int, side: int, profile: Measur
         small, large = calibrate(predictor, multiple, side), profile or calibrate(predictor.plain, multiple, side)
         return SplitCost(small, large, predictor.arena_pixels) if small and large else None
     if isinstance(predictor, OpenVinoPredictor):
-        small, large = calibrate(predictor, multiple, side), profile or calibrate(predictor.large, multiple, side)
+        calibrate(predictor, multiple, side)  # OpenVINO keeps these buffers from now on: counted as resident
+        small = held_cost(calibrate(predictor, multiple, side))  # what a forward adds on top of them
+        large = profile or calibrate(predictor.large, multiple, side)
         return SplitCost(small, large, predictor.keep_pixels) if small and large else None
     return profile or calibrate(predictor, multiple, side)
 
