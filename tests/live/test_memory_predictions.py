@@ -31,7 +31,7 @@ THREADS = "2"
 def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("memory-predictions")
     command = [sys.executable, "-m", "animegan_api", "memory-profile", "--weights-dir", str(shared / "models")]
-    command += ["--out", str(folder / "profiles"), "--sides", "512", "2048", "--threads", THREADS]
+    command += ["--out", str(folder / "profiles"), "--sides", "512", "2048", "--threads", THREADS, "--repeats", "1"]
     subprocess.run([*command, "--models", *ONNX_FILES], check=True, capture_output=True, timeout=600)
     running = Server(
         shared / "models", folder / "server.log", "--workers", "1", "--threads", THREADS, "--request-timeout-s", "240",

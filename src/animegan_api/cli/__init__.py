@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     memory.add_argument("--out", type=Path, required=True, help="folder for the profiles")
     memory.add_argument("--sides", type=int, nargs="+", default=[512, 1024, 1536, 2048], help="long sides measured")
     memory.add_argument("--models", nargs="+", help="file names in the weights folder (default: every ONNX file)")
+    memory.add_argument("--repeats", type=int, default=2, help="fresh processes per size; the largest reading counts")
     memory.add_argument("--weights-dir", type=Path)
     memory.add_argument("--threads", type=int, help="threads per forward: the service's ANIMEGAN_THREADS")
     memory.set_defaults(command=_memory_profile)

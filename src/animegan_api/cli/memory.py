@@ -47,7 +47,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         points = []
         for width, height in ladder(args.sides):
             started = time.perf_counter()
-            nbytes = _measure_in_fresh_process(model, width, height, settings.threads)
+            readings = [_measure_in_fresh_process(model, width, height, settings.threads) for _ in range(args.repeats)]
+            nbytes = max(readings)  # one size's peak varies by up to 17% between processes: keep the worst
             points.append((width, height, nbytes))
             print(
                 f"{model.name:28} {width:>5}x{height:<5} {nbytes / 2**20:8.0f} MiB "

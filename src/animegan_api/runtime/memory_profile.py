@@ -4,10 +4,11 @@ Why: ONNX Runtime's cost per pixel is not a line. AnimeGANv3 Hayao's plain
 session used 2440 B a pixel at 512x288, 1190 at 1024x576, 800 at 2048x1152
 and 656 at 2048x2048, and AnimeGANv2's graph grew the other way (two small
 sizes measured at load under-predicted 2048 px by 20-38%); the same model on
-one machine gives the same figures within a few percent. So large pictures
-are sized by what forwards at those very sizes used: ``animegan-api
-memory-profile`` runs each in a fresh process (:func:`measure_forward`) and
-writes one JSON file per model, which the service reads when
+one machine gives the same figures within 2-17%. So large pictures are
+sized by what forwards at those very sizes used: ``animegan-api
+memory-profile`` runs each size in fresh processes (:func:`measure_forward`),
+keeps the largest reading, and writes one JSON file per model, which the
+service reads when
 ``ANIMEGAN_MEMORY_PROFILE_DIR`` names their folder. A profile only counts
 for the file, thread count and ONNX Runtime it was measured with.
 """
@@ -29,7 +30,7 @@ __all__ = ["MARGIN", "MeasuredCost", "measure_forward", "profile_path", "read_pr
 
 log = logging.getLogger(__name__)
 
-MARGIN = 0.15  # run-to-run spread of one size's peak on one machine was 2-15%
+MARGIN = 0.15  # over the largest of a few readings: one size's peak varied by up to 17% between processes
 _SUFFIX = ".memory.json"
 
 
