@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from animegan_api.config import Settings
 
-__all__ = ["HUGEPAGE_TUNABLE", "main", "reexec_with_hugepage_malloc"]
+__all__ = ["hugepage_environment", "main", "reexec_with_hugepage_malloc"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,7 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
+_HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 
 
 def reexec_with_hugepage_malloc(arguments: list[str]) -> None:
@@ -171,13 +171,22 @@ def reexec_with_hugepage_malloc(arguments: list[str]) -> None:
     C library is not glibc. ``bench/compare.py`` uses it too, so its raw
     forwards run with the service's allocator.
     """
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" in tunables or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", ""):
         return
-    environment = {**os.environ, "GLIBC_TUNABLES": ":".join(filter(None, [tunables, HUGEPAGE_TUNABLE]))}
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return
+    environment = hugepage_environment()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *arguments], environment)
+
+
+def hugepage_environment() -> dict[str, str]:
+    """This process's environment with glibc's huge-page malloc tunable added (kept if already there)."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.hugetlb" not in tunables:
+        tunables = ":".join(filter(None, [tunables, _HUGEPAGE_TUNABLE]))
+    return {**os.environ, "GLIBC_TUNABLES": tunables}
 
 
 def _styles(args: argparse.Namespace) -> int:

@@ -9,13 +9,12 @@ the files go to ``--out`` (the service reads them from
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from animegan_api.cli import HUGEPAGE_TUNABLE
+from animegan_api.cli import hugepage_environment
 from animegan_api.config import Settings
 
 __all__ = ["ladder", "run"]
@@ -60,10 +59,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _measure_in_fresh_process(model: Path, width: int, height: int, threads: int) -> int:
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb" not in tunables:
-        tunables = ":".join(filter(None, [tunables, HUGEPAGE_TUNABLE]))
-    environment = {**os.environ, "GLIBC_TUNABLES": tunables, "OMP_NUM_THREADS": str(threads)}
+    environment = {**hugepage_environment(), "OMP_NUM_THREADS": str(threads)}
     command = [sys.executable, "-m", "animegan_api.cli.memory", str(model), str(width), str(height), str(threads)]
     done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     if done.returncode != 0:

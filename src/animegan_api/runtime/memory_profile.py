@@ -8,8 +8,7 @@ one machine gives the same figures within 2-17%. So large pictures are
 sized by what forwards at those very sizes used: ``animegan-api
 memory-profile`` runs each size in fresh processes (:func:`measure_forward`),
 keeps the largest reading, and writes one JSON file per model, which the
-service reads when
-``ANIMEGAN_MEMORY_PROFILE_DIR`` names their folder. A profile only counts
+service reads when ``ANIMEGAN_MEMORY_PROFILE_DIR`` names their folder. A profile only counts
 for the file, thread count and ONNX Runtime it was measured with.
 """
 
@@ -44,15 +43,16 @@ class MeasuredCost:
     fits stays valid).
     """
 
-    points: tuple[tuple[int, int], ...]  # (pixels, bytes), pixels ascending
+    points: tuple[tuple[int, int], ...]  # (pixels, bytes): sorted and made rising here, once
     margin: float = MARGIN
 
     def __post_init__(self) -> None:
         if not self.points:
             raise ValueError("a measured cost needs at least one point")
+        object.__setattr__(self, "points", _rising(self.points))  # not per call: admission asks many times
 
     def forward_bytes(self, width: int, height: int) -> int:
-        pixels, points = width * height, _rising(self.points)
+        pixels, points = width * height, self.points
         low_pixels, low_bytes = points[0]
         if pixels <= low_pixels:
             return int(low_bytes * (1 + self.margin))
@@ -64,12 +64,12 @@ class MeasuredCost:
         return int(low_bytes / low_pixels * pixels * (1 + self.margin))
 
 
-def _rising(points: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
+def _rising(points: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
     rising, most = [], 0
     for pixels, nbytes in sorted(points):
         most = max(most, nbytes)
         rising.append((pixels, most))
-    return rising
+    return tuple(rising)
 
 
 def _onnx_runtime_version() -> str:
