@@ -8,13 +8,12 @@ For each ONNX file in ``--weights``: the warm forward of a real photo at ``--sid
 measured in the same run; what a picture size a runtime has not seen yet costs on its first
 forward (a 4:3 picture after square ones); which runtime ``ANIMEGAN_ONNX_RUNTIME=auto`` keeps at
 the warm-up side; and the PSNR between the two runtimes' pictures. Then the AnimeGANv2 ``.pt``:
-the PyTorch strip forward the service runs against the same module converted to OpenVINO at load.
+the PyTorch strip forward against the same file through OpenVINO (``ANIMEGAN_TORCH_RUNTIME``).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import time
@@ -68,28 +67,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pytorch_against_openvino(args: argparse.Namespace, batch: np.ndarray, peak: float) -> None:
-    """The .pt through the service's strip forward, and the same module converted to OpenVINO."""
-    import openvino as ov
-
+    """The .pt through the service's strip forward, and through OpenVINO as ``ANIMEGAN_TORCH_RUNTIME=openvino``
+    converts it at load; then a 16:9 picture of the same long side (whole-picture forwards up to the size
+    measured at load, strips beyond)."""
     path = args.weights / "animeganv2_hayao.pt"
-    style = _load(path, args, "onnxruntime")
-    module = style.predictor.module  # type: ignore[attr-defined]
-    flops = flops_per_image(module, args.side)
-    plain = copy.deepcopy(module).to(memory_format=torch.contiguous_format)
-    converted = ov.convert_model(plain, example_input=torch.zeros(1, 3, 64, 64))
-    config = {"INFERENCE_NUM_THREADS": args.threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
-    compiled = ov.Core().compile_model(converted, "CPU", config)
-    request = compiled.create_infer_request()
-
-    def vino(feed: np.ndarray) -> np.ndarray:
-        request.infer({0: feed})
-        return np.array(request.get_output_tensor(0).data)
-
-    strip_s, vino_s = _median(style.predictor, batch, args.runs), _median(vino, batch, args.runs)
-    psnr = _psnr(style.predictor(batch), vino(batch))
+    spec = ModelFile(path, read_spec(path))
+    styles = {
+        runtime: load_style(spec, args.threads, args.warmup_side, torch_runtime=runtime)
+        for runtime in ("pytorch", "openvino")
+    }
+    auto = load_style(spec, args.threads, args.warmup_side, torch_runtime="auto")
+    flops = flops_per_image(styles["pytorch"].predictor.module, args.side)  # type: ignore[attr-defined]
+    wide = np.ascontiguousarray(batch[:, :, : args.side * 9 // 16 // 4 * 4, :])
+    seconds = {name: _median(style.predictor, batch, args.runs) for name, style in styles.items()}
+    wide_s = {name: _median(style.predictor, wide, args.runs) for name, style in styles.items()}
+    psnr = _psnr(styles["pytorch"].predictor(batch), styles["openvino"].predictor(batch))
     print(
-        f"\n{path.name}: PyTorch strip forward {strip_s:.3f} s ({flops / strip_s / peak:.0%} of peak), "
-        f"converted to OpenVINO {vino_s:.3f} s ({flops / vino_s / peak:.0%}); PSNR between them {psnr:.1f} dB"
+        f"\n{path.name}: PyTorch strip forward {seconds['pytorch']:.3f} s ({flops / seconds['pytorch'] / peak:.0%} "
+        f"of peak), OpenVINO {seconds['openvino']:.3f} s ({flops / seconds['openvino'] / peak:.0%}); at "
+        f"{wide.shape[2]}x{wide.shape[3]} {wide_s['pytorch']:.3f} s against {wide_s['openvino']:.3f} s; PSNR "
+        f"between them {psnr:.1f} dB; auto keeps {auto.runtime} ({auto.runtime_seconds})"
     )
 
 

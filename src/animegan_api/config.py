@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         description="What runs ONNX styles: auto times ONNX Runtime and OpenVINO on the warm-up picture at load "
         "and keeps the faster per style.",
     )
+    torch_runtime: Literal["auto", "pytorch", "openvino"] = Field(
+        "pytorch",
+        description="What runs PyTorch (AnimeGANv2) styles: openvino converts the generator at load; auto times "
+        "both on the warm-up picture and keeps the faster per style.",
+    )
     precision_check_dir: Path | None = Field(
         None, description="Photos for the bf16/int8 quality check (default: a built-in test pattern)."
     )

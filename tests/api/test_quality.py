@@ -215,22 +215,32 @@ def test_int8_is_served_only_where_vnni_keeps_it_within_35_db(
 
 
 @pytest.mark.parametrize(
-    "model", ["animeganv2_hayao.onnx", "animeganv3_hayao.onnx", "animeganv3_shinkai.onnx", "animeganv3_cute.onnx"]
+    "model",
+    [
+        "animeganv2_hayao.onnx",
+        "animeganv3_hayao.onnx",
+        "animeganv3_shinkai.onnx",
+        "animeganv3_cute.onnx",
+        "animeganv2_hayao.pt",
+    ],
 )
-def test_openvino_and_onnx_runtime_draw_the_same_pictures(shared: Path, model: str) -> None:
-    """Either runtime may serve a style (ANIMEGAN_ONNX_RUNTIME=auto): their pictures must not tell them apart."""
+def test_openvino_and_the_other_runtime_draw_the_same_pictures(shared: Path, model: str) -> None:
+    """Either runtime may serve a style (ANIMEGAN_ONNX_RUNTIME / ANIMEGAN_TORCH_RUNTIME=auto): their pictures
+    must not tell them apart (the .pt converted for OpenVINO keeps its tf_legacy upsampling)."""
     from animegan_api.runtime.predictors import load_style
     from animegan_api.runtime.weights import ModelFile, read_spec
 
     path = shared / "models" / model
+    other = "onnxruntime" if model.endswith(".onnx") else "pytorch"
     pictures = {}
-    for runtime in ("onnxruntime", "openvino"):
-        style = load_style(ModelFile(path, read_spec(path)), 2, 64, onnx_runtime=runtime)  # type: ignore[arg-type]
+    for runtime in (other, "openvino"):
+        option = {"onnx_runtime" if model.endswith(".onnx") else "torch_runtime": runtime}
+        style = load_style(ModelFile(path, read_spec(path)), 2, 64, **option)  # type: ignore[arg-type]
         assert style.runtime == runtime
         outputs = [style.predictor(batch) for batch in _check_batches(shared)]
         pictures[runtime] = [np.asarray(imaging.from_output(output[0])) for output in outputs]
-    for ort_picture, vino_picture in zip(pictures["onnxruntime"], pictures["openvino"], strict=True):
-        assert _psnr(ort_picture, vino_picture) >= 50.0
+    for other_picture, vino_picture in zip(pictures[other], pictures["openvino"], strict=True):
+        assert _psnr(other_picture, vino_picture) >= 50.0
 
 
 AVATAR_PHOTOS = [f"face_{index:02d}.jpg" for index in range(1, 17)] + ["group_01.jpg"]

@@ -8,7 +8,7 @@ import pytest
 
 from animegan_api.config import Settings
 from animegan_api.runtime import precision
-from conftest import picture_bytes, save_random_generator, serving
+from conftest import picture_bytes, save_random_generator, serving, upload
 
 
 async def test_styles_lists_metadata_and_unusable_files(
@@ -60,3 +60,13 @@ async def test_the_runtime_of_each_style_is_in_the_styles_list_and_the_metrics(
         assert (style["name"], style["runtime"], style["runtime_seconds"]) == ("vino", "openvino", None)
         metrics = (await client.get("/metrics")).text
         assert 'animegan_style_runtime{runtime="openvino",style="vino"} 1.0' in metrics
+
+
+async def test_a_pytorch_style_served_by_openvino_says_so_and_transforms(settings_for: Any) -> None:
+    """ANIMEGAN_TORCH_RUNTIME reaches the registry: the .pt is converted at load and serves requests."""
+    async with serving(settings_for(torch_runtime="openvino")) as client:
+        (style,) = (await client.get("/v1/styles")).json()["styles"]
+        assert (style["name"], style["runtime"]) == ("random", "openvino")
+        assert 'animegan_style_runtime{runtime="openvino",style="random"} 1.0' in (await client.get("/metrics")).text
+        response = await client.post("/v1/transform", files=upload(picture_bytes((48, 40))))
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"

@@ -1,5 +1,5 @@
-"""ONNX styles on ONNX Runtime or OpenVINO: forced, or the faster one chosen at load; the same pictures either
-way, f32 pinned, and memory handed back after large pictures."""
+"""ONNX styles on ONNX Runtime or OpenVINO, PyTorch ones on PyTorch or OpenVINO: forced, or the faster one
+chosen at load; the same pictures either way, f32 pinned, and memory handed back after large pictures."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import torch
 from animegan_api.runtime.memory import SplitCost
 from animegan_api.runtime.model import Generator
 from animegan_api.runtime.onnx_runtimes import OnnxPredictor, OpenVinoPredictor
-from conftest import load_file
+from animegan_api.runtime.predictors import TorchPredictor
+from animegan_api.runtime.strip_memory import StripCost
+from conftest import load_file, save_random_generator
 
 
 def _reference(batch: np.ndarray) -> np.ndarray:
@@ -85,3 +87,36 @@ class _Counting:
         request = self._compiled.create_infer_request()
         self._made.append(request)
         return request
+
+
+@pytest.mark.parametrize("upsample", ["align_corners", "tf_legacy"])
+def test_openvino_runs_the_pytorch_generator_converted_at_load(tmp_path: Path, upsample: str) -> None:
+    """The AnimeGANv2 .pt through OpenVINO: the strip forward's pictures at any size on the rule, batches too;
+    larger pictures than were measured go to the strip forward, costed as such."""
+    path = save_random_generator(tmp_path / "g.pt", seed=3, sidecar={"name": "g", "upsample": upsample})
+    style = load_file(path, torch_runtime="openvino", measure_memory=True)
+    predictor = style.predictor
+    assert style.runtime == "openvino" and isinstance(predictor, OpenVinoPredictor)
+    assert str(predictor.compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+    assert isinstance(predictor.large, TorchPredictor) and isinstance(style.cost, SplitCost)
+    assert isinstance(style.cost.large, StripCost) and style.cost.pixels == predictor.keep_pixels == 128 * 128
+    rng = np.random.default_rng(4)
+    for shape in ((1, 3, 32, 32), (2, 3, 24, 40), (1, 3, 64, 36), (1, 3, 256, 96), (1, 3, 32, 32)):
+        batch = rng.uniform(-1, 1, shape).astype(np.float32)
+        assert np.abs(predictor(batch) - predictor.large(batch)).max() < 1e-4, shape
+
+
+def test_auto_times_pytorch_and_openvino_for_a_pytorch_file_unless_bf16_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_random_generator(tmp_path / "g.pt", sidecar={"name": "g"})
+    style = load_file(path, torch_runtime="auto")
+    assert style.runtime_seconds is not None and set(style.runtime_seconds) == {"pytorch", "openvino"}
+    assert style.runtime == min(style.runtime_seconds, key=style.runtime_seconds.__getitem__)
+    assert load_file(path).runtime == "pytorch"  # the default: PyTorch alone
+    monkeypatch.setattr("animegan_api.runtime.precision.missing_instructions", lambda wanted: "no AMX here")
+    bf16 = load_file(path, torch_runtime="auto", precision="bf16")
+    assert (bf16.runtime, bf16.runtime_seconds, bf16.precision_note) == ("pytorch", None, "no AMX here")
+    forced = load_file(path, torch_runtime="openvino", precision="bf16")
+    assert (forced.runtime, forced.precision) == ("openvino", "fp32")
+    assert forced.precision_note == "bf16 applies to PyTorch files only; this style runs in OpenVINO"

@@ -1,6 +1,7 @@
 """ONNX styles on either runtime: ONNX Runtime, or OpenVINO, and the choice between them.
 
-Both run the same file at the same fixed thread count in f32. OpenVINO is
+Both run the same file at the same fixed thread count in f32. OpenVINO also
+runs the AnimeGANv2 PyTorch generator, converted at load (:func:`convert_torch`). OpenVINO is
 compiled for this CPU once at load; its CPU plugin takes any picture size
 without a recompile (a new shape's first forward builds its kernels once and
 keeps them; ``bench/onnx_runtimes.py`` measures what that costs). Its precision is
@@ -15,17 +16,28 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from animegan_api.runtime.weights import OnnxSignature, WeightsError, arena_run_options
 
-__all__ = ["OnnxPredictor", "OnnxRuntime", "OpenVinoPredictor", "fastest", "open_openvino"]
+__all__ = [
+    "OnnxPredictor",
+    "OnnxRuntime",
+    "OpenVinoPredictor",
+    "TorchRuntime",
+    "convert_torch",
+    "fastest",
+    "open_openvino",
+]
 
 OnnxRuntime = Literal["auto", "onnxruntime", "openvino"]
+TorchRuntime = Literal["auto", "pytorch", "openvino"]
 
 
 class OnnxPredictor:
@@ -65,22 +77,24 @@ class OnnxPredictor:
 
 
 class OpenVinoPredictor:
-    """An ONNX model compiled by OpenVINO for this CPU, for pictures up to ``keep_pixels``; ``large`` above.
+    """A model compiled by OpenVINO for this CPU, for pictures up to ``keep_pixels``; ``large`` above.
 
     The compiled model keeps the memory of the largest picture it has run for
     as long as it lives (a new inference request, dropping the old one, or
     ``malloc_trim`` do not get it back: +820 MiB after one 2048x1152 forward of
     AnimeGANv3 Cute). So it only runs pictures up to the size whose memory was
     measured at load, which the budget counts as resident from startup; larger
-    ones go to ``large``, an ONNX Runtime session without an arena, whose
-    memory goes back after each forward. Each forward takes an inference
+    ones go to ``large``, whose memory goes back after each forward: an ONNX
+    Runtime session without an arena, or the PyTorch strip forward. Each forward takes an inference
     request from a small pool (one per forward running at once; one costs
     about 0.1 ms to make).
     """
 
     runtime = "openvino"
 
-    def __init__(self, compiled: Any, signature: OnnxSignature, keep_pixels: int, large: OnnxPredictor) -> None:
+    def __init__(
+        self, compiled: Any, signature: OnnxSignature, keep_pixels: int, large: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
         self.compiled, self.signature, self.keep_pixels, self.large = compiled, signature, keep_pixels, large
         self._idle: list[Any] = []
         self._lock = threading.Lock()
@@ -105,6 +119,29 @@ def open_openvino(path: Path, threads: int, streams: int = 1) -> Any:
     """The file compiled by OpenVINO for this CPU: ``streams`` forwards at once (the service's W) of
     ``threads`` threads each, f32, threads not pinned (the service's other threads share the cores);
     a file OpenVINO cannot read is a WeightsError."""
+    return _compile(str(path), path, threads, streams)
+
+
+def convert_torch(module: torch.nn.Module, path: Path, threads: int, streams: int = 1) -> Any:
+    """A PyTorch generator traced by OpenVINO's converter and compiled like :func:`open_openvino`.
+
+    The trace takes any batch and picture size; the generator's size rule
+    (multiples of 4) keeps it on the path traced (the exact 2x upsampling).
+    """
+    import openvino as ov
+
+    try:
+        with warnings.catch_warnings():  # the tracer's notes: the 2x test is traced as fixed (the size rule
+            warnings.simplefilter("ignore")  # keeps it true), and torch.jit is deprecated (the converter's choice)
+            model = ov.convert_model(
+                module, example_input=torch.zeros(1, 3, 64, 64), input=[ov.PartialShape([-1, 3, -1, -1])]
+            )
+    except Exception as exc:  # the converter's own error types
+        raise WeightsError(path, f"OpenVINO cannot convert it ({type(exc).__name__}: {str(exc)[:160]})") from exc
+    return _compile(model, path, threads, streams)
+
+
+def _compile(model: Any, path: Path, threads: int, streams: int) -> Any:
     import openvino as ov
 
     config = {
@@ -115,7 +152,7 @@ def open_openvino(path: Path, threads: int, streams: int = 1) -> Any:
         "ENABLE_CPU_PINNING": False,
     }
     try:
-        return ov.Core().compile_model(str(path), "CPU", config)
+        return ov.Core().compile_model(model, "CPU", config)
     except Exception as exc:  # OpenVINO raises RuntimeError with its own text for bad graphs
         raise WeightsError(path, f"OpenVINO cannot compile it ({type(exc).__name__}: {str(exc)[:160]})") from exc
 

@@ -29,13 +29,22 @@ from animegan_api.runtime.memory import (
 )
 from animegan_api.runtime.memory_profile import MeasuredCost, read_profile
 from animegan_api.runtime.model import Generator
-from animegan_api.runtime.onnx_runtimes import OnnxPredictor, OnnxRuntime, OpenVinoPredictor, fastest, open_openvino
+from animegan_api.runtime.onnx_runtimes import (
+    OnnxPredictor,
+    OnnxRuntime,
+    OpenVinoPredictor,
+    TorchRuntime,
+    convert_torch,
+    fastest,
+    open_openvino,
+)
 from animegan_api.runtime.precision import Precision
 from animegan_api.runtime.quantize import QuantizeError, int8_session
 from animegan_api.runtime.strip_memory import StripCost
 from animegan_api.runtime.tiling import StripForward
 from animegan_api.runtime.weights import (
     ModelFile,
+    OnnxSignature,
     StyleSpec,
     WeightsError,
     load_generator,
@@ -50,6 +59,7 @@ __all__ = ["LoadedStyle", "Predictor", "TorchPredictor", "apply_precision", "loa
 log = logging.getLogger(__name__)
 
 _PROBED_MULTIPLES = (4, 8, 16, 32)
+_TORCH_SIGNATURE = OnnxSignature("x", "y", "NCHW", None, None)  # how the converted generator is called
 
 
 class Predictor(Protocol):
@@ -121,11 +131,13 @@ def load_style(
     onnx_runtime: OnnxRuntime = "onnxruntime",
     streams: int = 1,
     memory_profiles: Path | None = None,
+    torch_runtime: TorchRuntime = "pytorch",
 ) -> LoadedStyle:
     """Load, complete the spec from the model itself, and warm up with a forward that proves the size rule.
 
     ``precision`` other than fp32 is a request, not an order: see :func:`apply_precision`. An ONNX file
-    runs in ``onnx_runtime``; ``auto`` loads it in both and keeps the faster at the warm-up side. ``streams``
+    runs in ``onnx_runtime``, a PyTorch file in ``torch_runtime``; ``auto`` loads it in both and keeps the
+    faster at the warm-up side. ``streams``
     is how many forwards run at once (OpenVINO runs that many side by side, ``threads`` threads each).
     An ONNX style's large pictures are sized by its profile in ``memory_profiles`` where one matches.
     """
@@ -134,7 +146,10 @@ def load_style(
     verify_checksum(path, model_file.spec)
     if precision == "int8" and onnx_runtime == "auto":
         onnx_runtime = "onnxruntime"  # int8 is ONNX Runtime's quantiser's
-    candidates, spec, parameters = _open(model_file, threads, warmup_side, onnx_runtime, streams)
+    if precision == "bf16" and torch_runtime == "auto":
+        torch_runtime = "pytorch"  # bf16 is PyTorch's autocast
+    runtime = onnx_runtime if model_file.spec.format == "onnx" else torch_runtime
+    candidates, spec, parameters = _open(model_file, threads, warmup_side, runtime, streams)
     spec = spec.model_copy(update={"size_multiple": _settle_multiple(path, spec, candidates[0], warmup_side)})
     side = _odd_multiple(spec.size_multiple or 1, warmup_side)  # the warm-up picture's
     predictor, seconds = candidates[0], None
@@ -211,7 +226,8 @@ def _memory_cost(predictor: Predictor, multiple: int, side: int, profile: Measur
     An ONNX style with an arena session is measured on each session: the
     arena's for the sizes it serves, the plain one's for everything larger
     (or its ``profile``, measured at those larger sizes); one on OpenVINO
-    likewise, OpenVINO's and the plain session's. OpenVINO holds its buffers
+    likewise, OpenVINO's and the plain session's (or the strip forward's, for
+    a PyTorch file). OpenVINO holds its buffers
     for the measured sizes from the first measurement on (in the resident set
     the budget starts from), so its side costs what a second measurement adds.
     """
@@ -223,13 +239,15 @@ def _memory_cost(predictor: Predictor, multiple: int, side: int, profile: Measur
     if isinstance(predictor, OpenVinoPredictor):
         calibrate(predictor, multiple, side)  # OpenVINO keeps these buffers from now on: counted as resident
         small = held_cost(calibrate(predictor, multiple, side))  # what a forward adds on top of them
-        large = profile or calibrate(predictor.large, multiple, side)
-        return SplitCost(small, large, predictor.keep_pixels) if small and large else None
+        rest: Cost | None = profile  # else an ONNX Runtime session's, or the strip forward's of a converted .pt
+        if rest is None and isinstance(predictor.large, OnnxPredictor | TorchPredictor):
+            rest = _memory_cost(predictor.large, multiple, side, None)
+        return SplitCost(small, rest, predictor.keep_pixels) if small and rest else None
     return profile or calibrate(predictor, multiple, side)
 
 
 def _open(
-    model_file: ModelFile, threads: int, warmup_side: int, onnx_runtime: OnnxRuntime, streams: int
+    model_file: ModelFile, threads: int, warmup_side: int, runtime: OnnxRuntime | TorchRuntime, streams: int
 ) -> tuple[list[Predictor], StyleSpec, int | None]:
     """The file's predictors to choose from, its spec completed from the model, its parameter count (PyTorch)."""
     path, spec = model_file.path, model_file.spec
@@ -244,17 +262,22 @@ def _open(
             }
         )
         candidates: list[Predictor] = []
-        if onnx_runtime != "openvino":
+        if runtime != "openvino":
             arena = open_onnx(path, threads, arena=True)
             candidates.append(OnnxPredictor(session, signature, arena, calibrated_pixels(warmup_side)))
-        if onnx_runtime != "onnxruntime":
+        if runtime != "onnxruntime":
             compiled = open_openvino(path, threads, streams)
             large = OnnxPredictor(session, signature)  # no arena: its memory goes back after each forward
             candidates.append(OpenVinoPredictor(compiled, signature, calibrated_pixels(warmup_side), large))
         return candidates, spec, None
     module = load_generator(path, spec)
     spec = spec.model_copy(update={"layout": "NCHW", "architecture": "animeganv2"})
-    return [TorchPredictor(module)], spec, sum(p.numel() for p in module.parameters())
+    strips = TorchPredictor(module)
+    candidates = [strips] if runtime != "openvino" else []
+    if runtime != "pytorch":
+        compiled = convert_torch(module, path, threads, streams)
+        candidates.append(OpenVinoPredictor(compiled, _TORCH_SIGNATURE, calibrated_pixels(warmup_side), strips))
+    return candidates, spec, sum(p.numel() for p in module.parameters())
 
 
 def _settle_multiple(path: Path, spec: StyleSpec, predictor: Predictor, warmup_side: int) -> int:

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from animegan_api.runtime.onnx_runtimes import OnnxRuntime
+from animegan_api.runtime.onnx_runtimes import OnnxRuntime, TorchRuntime
 from animegan_api.runtime.precision import Precision
 from animegan_api.runtime.predictors import LoadedStyle, load_style
 from animegan_api.runtime.weights import ModelFile, StyleSpec, WeightsError, discover
@@ -72,6 +72,7 @@ class StyleRegistry:
     check_batches: list[np.ndarray] = field(default_factory=list, repr=False)
     measure_memory: bool = False
     onnx_runtime: OnnxRuntime = "onnxruntime"
+    torch_runtime: TorchRuntime = "pytorch"
     streams: int = 1  # forwards at once (the engine's workers)
     memory_profiles: Path | None = None
     on_load: Callable[[str, float, str], None] | None = field(default=None, repr=False)
@@ -124,6 +125,7 @@ class StyleRegistry:
                         self.onnx_runtime,
                         self.streams,
                         self.memory_profiles,
+                        self.torch_runtime,
                     )
                 except WeightsError as exc:
                     entry.error = str(exc)
@@ -159,6 +161,7 @@ def build_registry(
     onnx_runtime: OnnxRuntime = "onnxruntime",
     streams: int = 1,
     memory_profiles: Path | None = None,
+    torch_runtime: TorchRuntime = "pytorch",
 ) -> StyleRegistry:
     """Discover the folder, choose a file per style, and load eagerly unless ``lazy``."""
     files, problems = discover(folder)
@@ -173,6 +176,7 @@ def build_registry(
         measure_memory=measure_memory,
         on_load=on_load,
         onnx_runtime=onnx_runtime,
+        torch_runtime=torch_runtime,
         streams=streams,
         memory_profiles=memory_profiles,
     )

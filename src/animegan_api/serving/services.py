@@ -140,6 +140,7 @@ def _load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
         measure_memory=settings.memory_budget_mb != 0,
         on_load=metrics.style_loaded,
         onnx_runtime=settings.onnx_runtime,
+        torch_runtime=settings.torch_runtime,
         streams=settings.workers,
         memory_profiles=settings.memory_profile_dir,
     )
