@@ -1,7 +1,6 @@
 """ONNX styles on either runtime: ONNX Runtime, or OpenVINO, and the choice between them.
 
-Both run the same file at the same fixed thread count in f32. OpenVINO also
-runs the AnimeGANv2 PyTorch generator, converted at load (:func:`convert_torch`). OpenVINO is
+Both run the same file at the same fixed thread count in f32. OpenVINO is
 compiled for this CPU once at load; its CPU plugin takes any picture size
 without a recompile (a new shape's first forward builds its kernels once and
 keeps them; ``bench/onnx_runtimes.py`` measures what that costs). Its precision is
@@ -9,7 +8,9 @@ pinned to f32: on CPUs with AMX it would otherwise pick bf16 by itself, which
 only the precision policy and its quality check may allow.
 
 ``ANIMEGAN_ONNX_RUNTIME=auto`` times both on the warm-up picture at load and
-keeps the faster per style (:func:`fastest`).
+keeps the faster per style (:func:`fastest`). OpenVINO also runs the
+AnimeGANv2 PyTorch generator, converted at load (:func:`convert_torch`), and
+``ANIMEGAN_TORCH_RUNTIME=auto`` chooses between it and PyTorch the same way.
 """
 
 from __future__ import annotations
@@ -85,9 +86,9 @@ class OpenVinoPredictor:
     AnimeGANv3 Cute). So it only runs pictures up to the size whose memory was
     measured at load, which the budget counts as resident from startup; larger
     ones go to ``large``, whose memory goes back after each forward: an ONNX
-    Runtime session without an arena, or the PyTorch strip forward. Each forward takes an inference
-    request from a small pool (one per forward running at once; one costs
-    about 0.1 ms to make).
+    Runtime session without an arena, or the PyTorch strip forward. Each
+    forward takes an inference request from a small pool (one per forward
+    running at once; one costs about 0.1 ms to make).
     """
 
     runtime = "openvino"

@@ -137,8 +137,8 @@ def load_style(
 
     ``precision`` other than fp32 is a request, not an order: see :func:`apply_precision`. An ONNX file
     runs in ``onnx_runtime``, a PyTorch file in ``torch_runtime``; ``auto`` loads it in both and keeps the
-    faster at the warm-up side. ``streams``
-    is how many forwards run at once (OpenVINO runs that many side by side, ``threads`` threads each).
+    faster at the warm-up side. ``streams`` is how many forwards run at once (OpenVINO runs that many side
+    by side, ``threads`` threads each).
     An ONNX style's large pictures are sized by its profile in ``memory_profiles`` where one matches.
     """
     started, rss_before = time.perf_counter(), resident_bytes()
@@ -227,9 +227,9 @@ def _memory_cost(predictor: Predictor, multiple: int, side: int, profile: Measur
     arena's for the sizes it serves, the plain one's for everything larger
     (or its ``profile``, measured at those larger sizes); one on OpenVINO
     likewise, OpenVINO's and the plain session's (or the strip forward's, for
-    a PyTorch file). OpenVINO holds its buffers
-    for the measured sizes from the first measurement on (in the resident set
-    the budget starts from), so its side costs what a second measurement adds.
+    a PyTorch file). OpenVINO holds its buffers for the measured sizes from
+    the first measurement on (in the resident set the budget starts from), so
+    its side costs what a second measurement adds.
     """
     if isinstance(predictor, TorchPredictor) and isinstance(predictor.forward, StripForward):
         return StripCost(predictor.forward)
