@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,15 +86,6 @@ def test_a_copy_below_the_quality_line_is_refused_with_its_psnr(
     path = save_random_generator(tmp_path / "r.pt") if wanted == "bf16" else onnx_models["nchw"]
     style = load_file(path, precision=wanted)  # the built-in check pattern
     assert style.precision == "fp32" and f"{wanted} output is only" in style.precision_note
-
-
-def test_int8_without_the_onnx_package_says_how_to_get_it(
-    onnx_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fake_cpu(monkeypatch, VNNI)
-    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
-    style = load_file(onnx_models["nchw"], precision="int8")
-    assert style.precision == "fp32" and "animegan-api[int8]" in style.precision_note
 
 
 def test_cpu_flags_come_from_the_flags_lines(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ sized by what forwards at those very sizes used: ``animegan-api
 memory-profile`` runs each size in fresh processes (:func:`measure_forward`),
 keeps the largest reading, and writes one JSON file per model, which the
 service reads when ``ANIMEGAN_MEMORY_PROFILE_DIR`` names their folder. A profile only counts
-for the file, thread count and ONNX Runtime it was measured with.
+for the file, thread count, ONNX Runtime and graph rewrite (:mod:`onnx_graph`) it was measured with.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from animegan_api.runtime.memory import give_back, peak_since_reset, resident_bytes, start_peak_window
+from animegan_api.runtime.onnx_graph import GRAPH_REVISION
 from animegan_api.runtime.onnx_runtimes import OnnxPredictor
 from animegan_api.runtime.weights import onnx_signature, open_onnx, read_spec, sha256_of
 
@@ -91,6 +92,7 @@ def write_profile(folder: Path, model: Path, threads: int, points: list[tuple[in
         "threads": threads,
         "onnxruntime": _onnx_runtime_version(),
         "session": "plain",
+        "graph": GRAPH_REVISION,
         "points": [{"width": w, "height": h, "bytes": b} for w, h, b in sorted(points, key=lambda p: p[0] * p[1])],
     }
     path = profile_path(folder, model)
@@ -99,19 +101,19 @@ def write_profile(folder: Path, model: Path, threads: int, points: list[tuple[in
 
 
 def read_profile(folder: Path, model: Path, threads: int) -> MeasuredCost | None:
-    """The profile of ``model`` in ``folder`` if it was measured for this very file, thread count and
-    ONNX Runtime; None (and a warning saying why) otherwise."""
+    """The profile of ``model`` in ``folder`` if it was measured for this very file, thread count, ONNX
+    Runtime and graph rewrite; None (and a warning saying why) otherwise."""
     path = profile_path(folder, model)
     if not path.is_file():
         return None
     try:
         document = json.loads(path.read_text())
-        found = (document["sha256"], document["threads"], document["onnxruntime"])
+        found = (document["sha256"], document["threads"], document["onnxruntime"], document.get("graph"))
         points = tuple((int(p["width"]) * int(p["height"]), int(p["bytes"])) for p in document["points"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("memory profile %s not used: unreadable (%s)", path, exc)
         return None
-    wanted = (sha256_of(model), threads, _onnx_runtime_version())
+    wanted = (sha256_of(model), threads, _onnx_runtime_version(), GRAPH_REVISION)
     if found != wanted or not points:
         log.warning("memory profile %s not used: measured for %s, this is %s", path, found, wanted)
         return None

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from animegan_api.runtime.weights import OnnxSignature, WeightsError, arena_run_options
+from animegan_api.runtime.weights import OnnxSignature, WeightsError, arena_run_options, served_graph
 
 __all__ = [
     "OnnxPredictor",
@@ -120,7 +120,14 @@ def open_openvino(path: Path, threads: int, streams: int = 1) -> Any:
     """The file compiled by OpenVINO for this CPU: ``streams`` forwards at once (the service's W) of
     ``threads`` threads each, f32, threads not pinned (the service's other threads share the cores);
     a file OpenVINO cannot read is a WeightsError."""
-    return _compile(str(path), path, threads, streams)
+    import openvino as ov
+
+    graph = served_graph(path)
+    try:
+        model = ov.Core().read_model(graph)
+    except Exception as exc:  # OpenVINO's ONNX frontend raises RuntimeError with its own text
+        raise WeightsError(path, f"OpenVINO cannot read it ({type(exc).__name__}: {str(exc)[:160]})") from exc
+    return _compile(model, path, threads, streams)
 
 
 def convert_torch(module: torch.nn.Module, path: Path, threads: int, streams: int = 1) -> Any:

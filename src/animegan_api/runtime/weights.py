@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from animegan_api.runtime.model import Generator
+from animegan_api.runtime.onnx_graph import GraphError, read_graph
 
 __all__ = [
     "ModelFile",
@@ -33,6 +34,7 @@ __all__ = [
     "onnx_signature",
     "open_onnx",
     "read_spec",
+    "served_graph",
     "sha256_of",
     "sidecar_path",
     "verify_checksum",
@@ -167,12 +169,22 @@ def open_onnx(path: Path, threads: int, arena: bool = False) -> Any:
     import onnxruntime as ort
 
     options = onnx_session_options(threads, arena)
+    graph = served_graph(path)
+    try:
+        return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for bad graphs
+        raise WeightsError(path, f"not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+def served_graph(path: Path) -> bytes:
+    """The ONNX file as both runtimes run it (:func:`onnx_graph.read_graph`); a file that is not a model is a
+    WeightsError."""
     if not path.is_file():
         raise WeightsError(path, "file not found")
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types for bad graphs
-        raise WeightsError(path, f"not a readable ONNX model ({type(exc).__name__}: {_first_line(exc)})") from exc
+        return read_graph(path)
+    except GraphError as exc:
+        raise WeightsError(path, f"not a readable ONNX model ({exc})") from exc
 
 
 def onnx_session_options(threads: int, arena: bool = False) -> Any:
