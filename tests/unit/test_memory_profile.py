@@ -38,7 +38,9 @@ def test_ladder_measures_each_side_as_a_photo_and_as_a_square() -> None:
     assert ladder([100], multiple=32) == [(96, 32), (96, 96)]
 
 
-def test_a_profile_counts_only_for_its_file_threads_and_runtime(tmp_path: Path, onnx_models: dict[str, Path]) -> None:
+def test_a_profile_counts_only_for_its_file_threads_runtime_and_graph(
+    tmp_path: Path, onnx_models: dict[str, Path]
+) -> None:
     model = tmp_path / "m.onnx"
     shutil.copy(onnx_models["nhwc"], model)
     path = write_profile(tmp_path / "profiles", model, 2, [(64, 64, 40 * MiB), (32, 32, 10 * MiB)])
@@ -50,6 +52,8 @@ def test_a_profile_counts_only_for_its_file_threads_and_runtime(tmp_path: Path, 
     document = json.loads(path.read_text())
     path.write_text(json.dumps({**document, "onnxruntime": "0.0.1"}))
     assert read_profile(tmp_path / "profiles", model, 2) is None  # another ONNX Runtime
+    path.write_text(json.dumps({key: value for key, value in document.items() if key != "graph"}))
+    assert read_profile(tmp_path / "profiles", model, 2) is None  # measured before the graph rewrite
     path.write_text(json.dumps(document))
     model.write_bytes(onnx_models["nchw"].read_bytes())
     assert read_profile(tmp_path / "profiles", model, 2) is None  # another file under the same name

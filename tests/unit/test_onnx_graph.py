@@ -16,10 +16,14 @@ from animegan_api.runtime.weights import WeightsError, served_graph
 CHANNELS = 4
 
 
-def _normalisation(reshape_to: list[int], div_by_picture: bool = False) -> onnx.ModelProto:
+def _normalisation(
+    reshape_to: list[int], div_by_picture: bool = False, reshape_picture: bool = False
+) -> onnx.ModelProto:
     """x - mean(x), to NHWC, / sqrt(var + eps) and * sqrt(mean(x^2) + eps) as (N,1,1,C), back to NCHW, + mean.
 
-    With ``div_by_picture`` the Div's other operand is a whole NHWC picture, which must stop the fold.
+    With ``div_by_picture`` the Div's other operand is a whole NHWC picture, with ``reshape_picture`` the
+    reshaped operand is made from the (N, C, H, W) picture, not from (N, C, 1, 1) statistics: either
+    must stop the fold.
     """
     nodes = [
         helper.make_node("GlobalAveragePool", ["x"], ["mean"]),
@@ -28,7 +32,7 @@ def _normalisation(reshape_to: list[int], div_by_picture: bool = False) -> onnx.
         helper.make_node("GlobalAveragePool", ["squared"], ["variance"]),
         helper.make_node("Add", ["variance", "eps"], ["variance_eps"]),
         helper.make_node("Sqrt", ["variance_eps"], ["std"]),
-        helper.make_node("Reshape", ["std", "to_channels_last"], ["std_nhwc"]),
+        helper.make_node("Reshape", ["x" if reshape_picture else "std", "to_channels_last"], ["std_nhwc"]),
         helper.make_node("Mul", ["x", "x"], ["x2"]),
         helper.make_node("GlobalAveragePool", ["x2"], ["energy"]),
         helper.make_node("Add", ["energy", "eps"], ["energy_eps"]),
@@ -81,12 +85,14 @@ def test_the_normalisation_is_computed_in_nchw_with_the_same_numbers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("reshape_to", "div_by_picture"),
-    [([-1, 1, 1, CHANNELS], True), ([-1, CHANNELS, 1, 1], False)],
-    ids=["a-picture-operand", "a-reshape-that-is-not-channels-last"],
+    ("reshape_to", "div_by_picture", "reshape_picture"),
+    [([-1, 1, 1, CHANNELS], True, False), ([-1, CHANNELS, 1, 1], False, False), ([-1, 1, 1, CHANNELS], False, True)],
+    ids=["a-picture-operand", "a-reshape-that-is-not-channels-last", "a-reshape-of-a-picture"],
 )
-def test_a_chain_the_fold_cannot_prove_is_left_as_it_is(reshape_to: list[int], div_by_picture: bool) -> None:
-    model = _normalisation(reshape_to, div_by_picture)
+def test_a_chain_the_fold_cannot_prove_is_left_as_it_is(
+    reshape_to: list[int], div_by_picture: bool, reshape_picture: bool
+) -> None:
+    model = _normalisation(reshape_to, div_by_picture, reshape_picture)
     before = model.SerializeToString()
     assert fold_layout_transposes(model) == 0
     assert model.SerializeToString() == before

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 GRAPH_REVISION = "layout-transposes-folded/1"  # memory profiles measured on another graph do not count
 _TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 _ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div"})
-_UNARY = frozenset({"Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log"})
 
 
 class GraphError(ValueError):
@@ -54,7 +53,7 @@ def read_graph(path: Path) -> bytes:
 def fold_layout_transposes(model: onnx.ModelProto) -> int:
     """Remove each Transpose(NHWC) -> Div/Mul/Add/Sub by per-channel statistics -> Transpose(NCHW) chain
     in place, the arithmetic moved to NCHW; the number of pairs removed."""
-    graph = _Graph(model.graph)
+    graph = _Graph(model.graph, _inferred_shapes(model))
     pairs = 0
     for node in list(model.graph.node):
         if _perm(node) == _TO_NHWC and graph.fold(node):
@@ -64,6 +63,21 @@ def fold_layout_transposes(model: onnx.ModelProto) -> int:
     return pairs
 
 
+def _inferred_shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+    """Each tensor's shape as ONNX's shape inference sees it (None for a dimension it cannot tell); nothing
+    when it cannot run on this graph, and then nothing is folded."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # onnx raises its own inference errors for graphs it cannot follow
+        return {}
+    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    return {
+        info.name: [dim.dim_value if dim.HasField("dim_value") else None for dim in info.type.tensor_type.shape.dim]
+        for info in infos
+        if info.type.tensor_type.HasField("shape")
+    }
+
+
 def _perm(node: onnx.NodeProto) -> list[int] | None:
     if node.op_type != "Transpose":
         return None
@@ -71,17 +85,21 @@ def _perm(node: onnx.NodeProto) -> list[int] | None:
 
 
 class _Graph:
-    """A graph's producers, consumers and constants, for the one rewrite above."""
+    """A graph's producers, consumers, constants and inferred shapes, for the one rewrite above."""
 
-    def __init__(self, graph: onnx.GraphProto) -> None:
-        self.graph = graph
+    def __init__(self, graph: onnx.GraphProto, shapes: dict[str, list[int | None]]) -> None:
+        self.graph, self.shapes = graph, shapes
         self.constants = {i.name: i for i in graph.initializer}
-        self.producers = {out: node for node in graph.node for out in node.output}
+        self.outputs = {o.name for o in graph.output}
+        self._index()
+
+    def _index(self) -> None:
+        """Who makes and who reads each tensor: again after every fold, which rewires some."""
+        self.producers = {out: node for node in self.graph.node for out in node.output}
         self.consumers: defaultdict[str, list[onnx.NodeProto]] = defaultdict(list)
-        for node in graph.node:
+        for node in self.graph.node:
             for name in node.input:
                 self.consumers[name].append(node)
-        self.outputs = {o.name for o in graph.output}
 
     def fold(self, first: onnx.NodeProto) -> bool:
         """Fold the chain that starts at the NHWC transpose ``first``, if it is one; whether it was."""
@@ -111,9 +129,9 @@ class _Graph:
         if self._scalar(name):
             return index, name
         reshape = self.producers.get(name)
-        if reshape is None or reshape.op_type != "Reshape" or not self._channels_last_shape(reshape.input[1]):
+        if reshape is None or reshape.op_type != "Reshape" or not self._transposed_statistics(reshape):
             return None
-        return (index, reshape.input[0]) if self._per_channel(reshape.input[0]) else None
+        return index, reshape.input[0]
 
     def _rewire(
         self, first: onnx.NodeProto, chain: list[onnx.NodeProto], swaps: list[tuple[int, str]], last: onnx.NodeProto
@@ -129,34 +147,21 @@ class _Graph:
                     user.input[position] = chain[-1].output[0]
         self.graph.node.remove(first)
         self.graph.node.remove(last)
+        self._index()
         return True
 
     def _scalar(self, name: str) -> bool:
         constant = self.constants.get(name)
         return constant is not None and int(np.prod(constant.dims)) == 1
 
-    def _channels_last_shape(self, name: str) -> bool:
-        """A Reshape target (N, 1, 1, C): from (N, C, 1, 1) that is the NHWC view of the same numbers."""
-        constant = self.constants.get(name)
-        if constant is None:
+    def _transposed_statistics(self, reshape: onnx.NodeProto) -> bool:
+        """A Reshape of (N, C, 1, 1) into (N, 1, 1, C), by its constant target and the inferred source shape:
+        the same numbers a Transpose to NHWC would give."""
+        constant, source = self.constants.get(reshape.input[1]), self.shapes.get(reshape.input[0])
+        if constant is None or source is None or len(source) != 4:
             return False
-        shape = numpy_helper.to_array(constant).tolist()
-        return len(shape) == 4 and shape[1:3] == [1, 1]
-
-    def _per_channel(self, name: str) -> bool:
-        """Whether ``name`` is (N, C, 1, 1): pooled over the picture, then per-channel arithmetic on that."""
-        node = self.producers.get(name)
-        if node is None:
-            return False
-        if node.op_type == "GlobalAveragePool":
-            return True
-        if node.op_type in _UNARY:
-            return self._per_channel(node.input[0])
-        if node.op_type in _ELEMENTWISE:
-            return all(self._per_channel(i) or self._scalar(i) for i in node.input) and any(
-                self._per_channel(i) for i in node.input
-            )
-        return False
+        target = numpy_helper.to_array(constant).tolist()
+        return len(target) == 4 and target[1:3] == [1, 1] and source[2:] == [1, 1] and source[1] == target[3]
 
     def drop_unused(self) -> None:
         """Remove nodes and constants nothing reads any more (the reshapes the fold bypassed)."""
