@@ -3,13 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from animegan_api.pictures.imaging import Sizes
-from animegan_api.runtime.memory import LinearCost
+from animegan_api.runtime.memory import LinearCost, MiB
 from animegan_api.runtime.model import Generator
 from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.runtime.strip_memory import StripCost
 from animegan_api.runtime.tiling import StripForward
 from animegan_api.runtime.weights import StyleSpec
-from animegan_api.serving.sizing import FALLBACK, largest_square_side, memory_need, time_limit_side
+from animegan_api.serving.sizing import FALLBACK, Need, largest_square_side, memory_need, time_limit_side
 
 
 def _style(cost: LinearCost | StripCost | None, multiple: int = 4) -> LoadedStyle:
@@ -63,3 +63,10 @@ def test_a_forward_longer_than_the_deadline_names_the_size_that_finishes() -> No
     assert time_limit_side(1e-6, 30, (512, 512), 4) is None  # 0.8 s
     side = time_limit_side(1e-5, 30, (2048, 2048), 4)  # 126 s
     assert side is not None and 1e-5 * 3 * side * side <= 30 < 1e-5 * 3 * (side + 4) ** 2
+
+
+def test_a_refusal_never_reads_as_if_the_need_fitted() -> None:
+    need = Need(nbytes=2057 * MiB + 400 * 1024, at_side=lambda side: side * side * 500, multiple=8)
+    text = need.refusal("at max_side 2048 this picture", 2057 * MiB - 400 * 1024, "request")
+    assert text.startswith("at max_side 2048 this picture needs 2058 MiB, more than the 2056 MiB one request may have")
+    assert text.endswith(f"the largest max_side that fits is {need.largest_side(2057 * MiB - 400 * 1024)}")

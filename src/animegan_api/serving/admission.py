@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from animegan_api.failures import Refusal
-from animegan_api.runtime.memory import MiB
 from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.serving.engine import InferenceEngine
 from animegan_api.serving.metrics import Metrics
@@ -87,12 +86,8 @@ class Admission:
             await self.engine.reserve(self.ticket, need.nbytes, self.client_gone)
         except TooLarge:
             capacity = self.engine.budget.capacity if self.engine.budget else 0
-            message = (
-                f"at {price.size_field} {price.side} this picture needs {need.nbytes / MiB:.0f} MiB, more than the "
-                f"{capacity / MiB:.0f} MiB one request may have; the largest {price.size_field} that fits is "
-                f"{need.largest_side(capacity)}"
-            )
-            raise Refusal("too_large_for_memory", message) from None
+            what = f"at {price.size_field} {price.side} this picture"
+            raise Refusal("too_large_for_memory", need.refusal(what, capacity, "request", price.size_field)) from None
         except (DeadlineExceeded, ClientGone) as exc:
             raise self._waiting_error(exc) from None
         self._waited = time.perf_counter() - started

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from animegan_api.pictures import imaging
-from animegan_api.runtime.memory import Cost, LinearCost
+from animegan_api.runtime.memory import Cost, LinearCost, MiB
 from animegan_api.runtime.predictors import LoadedStyle
 
 __all__ = ["FALLBACK", "Need", "largest_square_side", "memory_need", "picture_bytes", "time_limit_side"]
@@ -41,6 +41,13 @@ class Need:
             else:
                 high = middle - 1
         return low * self.multiple
+
+    def refusal(self, what: str, capacity: int, holder: str, size_field: str = "max_side") -> str:
+        """Why it cannot run, in MiB: the need rounded up and the capacity down, so the two never read equal."""
+        return (
+            f"{what} needs {math.ceil(self.nbytes / MiB)} MiB, more than the {capacity // MiB} MiB one {holder} "
+            f"may have; the largest {size_field} that fits is {self.largest_side(capacity)}"
+        )
 
 
 def memory_need(styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool) -> Need:

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from animegan_api.failures import Refusal
-from animegan_api.runtime.memory import MiB
 from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.serving.admission import ImagePool
 from animegan_api.serving.engine import InferenceEngine
@@ -55,12 +54,7 @@ class JobGate:
         try:
             await self.engine.reserve(self._ticket, extra)
         except TooLarge:
-            capacity = budget.capacity
-            message = (
-                f"{what} needs {need.nbytes / MiB:.0f} MiB, more than the {capacity / MiB:.0f} MiB one piece of "
-                f"work may have; the largest max_side that fits is {need.largest_side(capacity)}"
-            )
-            raise Refusal("too_large_for_memory", message) from None
+            raise Refusal("too_large_for_memory", need.refusal(what, budget.capacity, "piece of work")) from None
 
     def release(self) -> None:
         """Give back every byte held (after each picture of a batch, and at the end of a job)."""

@@ -20,7 +20,6 @@ from animegan_api.config import Settings
 from animegan_api.failures import Refusal
 from animegan_api.pictures import archives, imaging
 from animegan_api.pictures.video import DEMUXERS, VideoInfo, container_format, file_format, probe
-from animegan_api.runtime.memory import MiB
 from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.serving.engine import InferenceEngine
 from animegan_api.serving.jobs.records import JobKind
@@ -80,11 +79,7 @@ def admit(engine: InferenceEngine, style: LoadedStyle, intake: Intake) -> float:
     budget, need = engine.budget, unit_need(style, intake.unit_size)
     if budget is not None and not budget.fits(need.nbytes):
         unit = "frame" if intake.kind == "video" else "picture"
-        message = (
-            f"one {unit} needs {need.nbytes / MiB:.0f} MiB, more than the {budget.capacity / MiB:.0f} MiB one "
-            f"piece of work may have; the largest max_side that fits is {need.largest_side(budget.capacity)}"
-        )
-        raise Refusal("too_large_for_memory", message)
+        raise Refusal("too_large_for_memory", need.refusal(f"one {unit}", budget.capacity, "piece of work"))
     if style.warm_timing:
         engine.speed.seed(style.predictor, *style.warm_timing)
     width, height = intake.unit_size
