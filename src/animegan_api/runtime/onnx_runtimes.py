@@ -116,15 +116,14 @@ class OpenVinoPredictor:
         return _nchw(output, self.signature)
 
 
-def open_openvino(path: Path, threads: int, streams: int = 1) -> Any:
-    """The file compiled by OpenVINO for this CPU: ``streams`` forwards at once (the service's W) of
-    ``threads`` threads each, f32, threads not pinned (the service's other threads share the cores);
-    a file OpenVINO cannot read is a WeightsError."""
+def open_openvino(path: Path, threads: int, streams: int = 1, graph: bytes | None = None) -> Any:
+    """The file (``graph``, read from ``path`` when not given) compiled by OpenVINO for this CPU:
+    ``streams`` forwards at once (the service's W) of ``threads`` threads each, f32, threads not pinned
+    (the service's other threads share the cores); a file OpenVINO cannot read is a WeightsError."""
     import openvino as ov
 
-    graph = served_graph(path)
     try:
-        model = ov.Core().read_model(graph)
+        model = ov.Core().read_model(graph if graph is not None else served_graph(path))
     except Exception as exc:  # OpenVINO's ONNX frontend raises RuntimeError with its own text
         raise WeightsError(path, f"OpenVINO cannot read it ({type(exc).__name__}: {str(exc)[:160]})") from exc
     return _compile(model, path, threads, streams)

@@ -50,6 +50,7 @@ from animegan_api.runtime.weights import (
     load_generator,
     onnx_signature,
     open_onnx,
+    served_graph,
     sidecar_path,
     verify_checksum,
 )
@@ -252,7 +253,8 @@ def _open(
     """The file's predictors to choose from, its spec completed from the model, its parameter count (PyTorch)."""
     path, spec = model_file.path, model_file.spec
     if spec.format == "onnx":
-        session = open_onnx(path, threads)  # ONNX Runtime reads the signature, whichever runtime serves
+        graph = served_graph(path)  # read and folded once for every session below
+        session = open_onnx(path, threads, graph=graph)  # ONNX Runtime reads the signature, whichever runtime serves
         signature = onnx_signature(path, session, spec)
         spec = spec.model_copy(
             update={
@@ -263,10 +265,10 @@ def _open(
         )
         candidates: list[Predictor] = []
         if runtime != "openvino":
-            arena = open_onnx(path, threads, arena=True)
+            arena = open_onnx(path, threads, arena=True, graph=graph)
             candidates.append(OnnxPredictor(session, signature, arena, calibrated_pixels(warmup_side)))
         if runtime != "onnxruntime":
-            compiled = open_openvino(path, threads, streams)
+            compiled = open_openvino(path, threads, streams, graph)
             large = OnnxPredictor(session, signature)  # no arena: its memory goes back after each forward
             candidates.append(OpenVinoPredictor(compiled, signature, calibrated_pixels(warmup_side), large))
         return candidates, spec, None

@@ -164,12 +164,13 @@ class OnnxSignature:
     fixed_size: tuple[int, int] | None
 
 
-def open_onnx(path: Path, threads: int, arena: bool = False) -> Any:
-    """An ONNX Runtime CPU session with :func:`onnx_session_options`; a file ORT cannot read is a WeightsError."""
+def open_onnx(path: Path, threads: int, arena: bool = False, graph: bytes | None = None) -> Any:
+    """An ONNX Runtime CPU session with :func:`onnx_session_options` of ``graph`` (read from ``path`` when
+    not given: :func:`served_graph`); a file ORT cannot read is a WeightsError."""
     import onnxruntime as ort
 
     options = onnx_session_options(threads, arena)
-    graph = served_graph(path)
+    graph = graph if graph is not None else served_graph(path)
     try:
         return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types for bad graphs
