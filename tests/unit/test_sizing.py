@@ -9,7 +9,14 @@ from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.runtime.strip_memory import StripCost
 from animegan_api.runtime.tiling import StripForward
 from animegan_api.runtime.weights import StyleSpec
-from animegan_api.serving.sizing import FALLBACK, Need, largest_square_side, memory_need, time_limit_side
+from animegan_api.serving.sizing import (
+    FALLBACK,
+    Need,
+    largest_square_side,
+    memory_need,
+    picture_bytes,
+    time_limit_side,
+)
 
 
 def _style(cost: LinearCost | StripCost | None, multiple: int = 4) -> LoadedStyle:
@@ -21,10 +28,25 @@ def _sizes(width: int, height: int) -> Sizes:
     return Sizes(original=(width * 2, height * 2), processed=(width, height), decoded_pixels=width * height * 4)
 
 
-def test_a_need_is_the_forward_plus_the_pictures() -> None:
+def test_a_need_is_the_forward_plus_the_pictures_around_it() -> None:
     need = memory_need([_style(LinearCost(1000, 100.0))], _sizes(100, 50), keep_size=False)
     pixels = 100 * 50
-    assert need.nbytes == 1000 + 100 * pixels + 7 * 4 * pixels + 27 * pixels + 10 * pixels
+    assert need.nbytes == 1000 + 100 * pixels + 4 * pixels + 27 * pixels + 10 * pixels
+
+
+def test_the_decoded_upload_is_let_go_before_the_forward() -> None:
+    """A 4K photo shrunk to 256 px: its decode, not the small forward, is the request's peak."""
+    big = Sizes(original=(3840, 2160), processed=(256, 144), decoded_pixels=3840 * 2160)
+    need = memory_need([_style(LinearCost(0, 100.0))], big, keep_size=False)
+    assert need.nbytes == 7 * 3840 * 2160 + 3 * 256 * 144
+    assert picture_bytes(3840 * 2160, 256 * 144, 256 * 144).decoding == need.nbytes
+
+
+def test_held_pixels_count_in_both_phases() -> None:
+    style, sizes = _style(LinearCost(0, 100.0)), _sizes(100, 50)
+    plain, held = memory_need([style], sizes, False), memory_need([style], sizes, False, held_pixels=1000)
+    assert held.nbytes == plain.nbytes + 7 * 1000
+    assert held.at_side(64) == plain.at_side(64) + 7 * 1000
 
 
 def test_the_largest_side_fits_and_one_step_more_does_not() -> None:

@@ -80,7 +80,7 @@ class Admission:
                     "too_large_for_deadline", f"{message}; the largest {price.size_field} that finishes is {side}"
                 )
         await self.recount(price)
-        need = memory_need(price.styles, price.sizes, price.keep_size)
+        need = memory_need(price.styles, price.sizes, price.keep_size, price.held_pixels)
         started = time.perf_counter()
         try:
             await self.engine.reserve(self.ticket, need.nbytes, self.client_gone)

@@ -41,8 +41,8 @@ __all__ = [
 
 FACE_HEADER_NAMES = ("X-Faces-Found", "X-Face-Boxes", "X-Face-Index", "X-Face-Box", "X-Face-Roll")
 # Cutting a square holds about 35 bytes an output pixel (the resized photo, its mirrored and blurred copies, the
-# mask, the turn); a sheet 6 more a pixel for each face. Counted as decoded pixels, 7 bytes each (picture_bytes).
-_CUT_BYTES, _SHEET_BYTES, _DECODED_BYTES = 35, 6, 7
+# mask, the turn); a sheet 6 more a pixel for each face. Counted as held pixels, 7 bytes each (picture_bytes).
+_CUT_BYTES, _SHEET_BYTES, _HELD_BYTES = 35, 6, 7
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,7 @@ class Price:
     side: int = 0
     size_field: str = "max_side"
     keep_size: bool = False
+    held_pixels: int = 0  # face cuts and sheets, counted at 7 bytes a pixel, held from the decode to the answer
 
 
 def decode_side(plan: Plan, max_pixels: int) -> int:
@@ -163,11 +164,11 @@ def price(plan: Plan, header: imaging.Sizes, max_faces: int, found: int | None =
             size, count = (side, side), _face_count(tile.faces, found, max_faces)
             forwards += [(tile.style, size)] * count
             sheet_faces = max_faces if tile.faces.choice == "all" else 1
-            extra += math.ceil((_CUT_BYTES + _SHEET_BYTES * sheet_faces) * side * side / _DECODED_BYTES)
+            extra += math.ceil((_CUT_BYTES + _SHEET_BYTES * sheet_faces) * side * side / _HELD_BYTES)
         largest = max(largest, size, key=lambda wh: wh[0] * wh[1])
     original = largest if plan.faces and len(plan.tiles) == 1 else header.original
-    sizes = imaging.Sizes(original, largest, header.decoded_pixels + extra)
-    return Price(forwards, sizes, plan.styles, plan.side, plan.size_field, plan.output.keep_size)
+    sizes = imaging.Sizes(original, largest, header.decoded_pixels)
+    return Price(forwards, sizes, plan.styles, plan.side, plan.size_field, plan.output.keep_size, extra)
 
 
 def _face_count(faces: Faces, found: int | None, max_faces: int) -> int:

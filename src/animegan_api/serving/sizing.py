@@ -15,7 +15,7 @@ from animegan_api.pictures import imaging
 from animegan_api.runtime.memory import Cost, LinearCost, MiB
 from animegan_api.runtime.predictors import LoadedStyle
 
-__all__ = ["FALLBACK", "Need", "largest_square_side", "memory_need", "picture_bytes", "time_limit_side"]
+__all__ = ["FALLBACK", "Need", "PictureBytes", "largest_square_side", "memory_need", "picture_bytes", "time_limit_side"]
 
 # Where a style's memory could not be measured (no peak counter): about 1.2x the worst measured, the
 # AnimeGANv2 ONNX graph's 2 KB a pixel at 1024 and 2048 px.
@@ -50,8 +50,12 @@ class Need:
         )
 
 
-def memory_need(styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool) -> Need:
-    """Bytes for the pictures plus the most demanding style's forward (a comparison runs them one by one)."""
+def memory_need(styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool, held_pixels: int = 0) -> Need:
+    """The peak of a request: its decode, or the most demanding style's forward with the pictures around it.
+
+    A comparison runs its styles one by one; ``held_pixels`` are pictures made
+    from the decode that stay until the answer (face cuts, a video's frames in flight).
+    """
     costs: list[Cost] = [style.cost or FALLBACK for style in styles]
     multiple = max(style.size_multiple for style in styles)
     original = sizes.original[0] * sizes.original[1]
@@ -59,7 +63,9 @@ def memory_need(styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool
     def at(processed: tuple[int, int]) -> int:
         width, height = processed
         forward = max(cost.forward_bytes(width, height) for cost in costs)
-        return forward + picture_bytes(sizes.decoded_pixels, width * height, original if keep_size else width * height)
+        output = original if keep_size else width * height
+        pictures = picture_bytes(sizes.decoded_pixels, width * height, output, held_pixels)
+        return max(pictures.decoding, forward + pictures.around_forward)
 
     def at_side(side: int) -> int:
         return at(imaging.plan_size(*sizes.original, max_side=side, multiple=multiple))
@@ -85,11 +91,26 @@ def time_limit_side(
     return int(math.sqrt(area / aspect)) // multiple * multiple
 
 
-def picture_bytes(decoded_pixels: int, processed_pixels: int, output_pixels: int) -> int:
-    """Bytes the pictures of one request hold around its forward.
+@dataclass(frozen=True)
+class PictureBytes:
+    """What one request's pictures hold in its two phases, which never overlap: the runner lets the
+    decoded upload go once it has cut the forwards' inputs from it."""
 
-    The decoded upload (up to 4 bytes a pixel, with its RGB copy), the float32
-    input and output batches (12 bytes a pixel each), the output picture, its
-    resize to the original size, and the encoded answer.
+    decoding: int
+    around_forward: int
+
+
+def picture_bytes(decoded_pixels: int, processed_pixels: int, output_pixels: int, held_pixels: int = 0) -> PictureBytes:
+    """Bytes of the pictures while decoding, and while the forwards run and the answer is made.
+
+    Decoding: the decoded upload (up to 4 bytes a pixel, with its RGB copy) and
+    the inputs cut from it. Around the forwards: the upload's alpha, the input
+    picture, the float32 input and output batches (12 bytes a pixel each), the
+    output picture, its resize to the original size and the encoded answer.
+    Held pixels (7 bytes each) count in both.
     """
-    return 7 * decoded_pixels + 27 * processed_pixels + 10 * output_pixels
+    held = 7 * held_pixels
+    return PictureBytes(
+        decoding=7 * decoded_pixels + 3 * processed_pixels + held,
+        around_forward=decoded_pixels + 27 * processed_pixels + 10 * output_pixels + held,
+    )

@@ -64,7 +64,7 @@ class JobGate:
 
     async def admit(self, price: Price) -> float:
         self.check()
-        await self.hold(memory_need(price.styles, price.sizes, price.keep_size), "this picture")
+        await self.hold(memory_need(price.styles, price.sizes, price.keep_size, price.held_pixels), "this picture")
         return 0.0
 
     async def recount(self, price: Price) -> None:

@@ -89,7 +89,7 @@ def admit(engine: InferenceEngine, style: LoadedStyle, intake: Intake) -> float:
 def unit_need(style: LoadedStyle, size: tuple[int, int]) -> Need:
     """Bytes one frame or picture of ``size`` holds while it runs (a few frames in flight around the forward)."""
     pixels = size[0] * size[1]
-    return memory_need([style], imaging.Sizes(size, size, 3 * pixels), keep_size=False)
+    return memory_need([style], imaging.Sizes(size, size, 0), keep_size=False, held_pixels=3 * pixels)
 
 
 def _video(path: Path, settings: Settings, style: LoadedStyle, side: int, fps: float | None) -> Intake:
