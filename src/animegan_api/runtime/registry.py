@@ -23,6 +23,7 @@ import numpy as np
 from animegan_api.runtime.onnx_runtimes import OnnxRuntime, TorchRuntime
 from animegan_api.runtime.precision import Precision
 from animegan_api.runtime.predictors import LoadedStyle, load_style
+from animegan_api.runtime.priority import at_priority
 from animegan_api.runtime.weights import ModelFile, StyleSpec, WeightsError, discover
 
 __all__ = ["Backend", "FailedFile", "StyleEntry", "StyleRegistry", "build_registry"]
@@ -75,6 +76,7 @@ class StyleRegistry:
     torch_runtime: TorchRuntime = "pytorch"
     streams: int = 1  # forwards at once (the engine's workers)
     memory_profiles: Path | None = None
+    nice: int = 0  # the inference threads' nice increment: loads run at it (runtime.priority)
     on_load: Callable[[str, float, str], None] | None = field(default=None, repr=False)
     _load_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -115,7 +117,9 @@ class StyleRegistry:
         with self._load_lock:
             if entry.loaded is None:
                 try:
-                    entry.loaded = load_style(
+                    entry.loaded = at_priority(
+                        self.nice,
+                        load_style,
                         entry.file,
                         self.threads,
                         self.warmup_side,
@@ -162,6 +166,7 @@ def build_registry(
     streams: int = 1,
     memory_profiles: Path | None = None,
     torch_runtime: TorchRuntime = "pytorch",
+    nice: int = 0,
 ) -> StyleRegistry:
     """Discover the folder, choose a file per style, and load eagerly unless ``lazy``."""
     files, problems = discover(folder)
@@ -179,6 +184,7 @@ def build_registry(
         torch_runtime=torch_runtime,
         streams=streams,
         memory_profiles=memory_profiles,
+        nice=nice,
     )
     for name, group in _group_by_name(files).items():
         registry.entries[name] = StyleEntry(name, _choose(group, backend), sorted({m.spec.format for m in group}))

@@ -20,9 +20,6 @@ would get. Micro-batching lives in :mod:`batching`.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
-import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,15 +27,15 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from animegan_api.runtime.priority import lower_priority
 from animegan_api.serving.batching import Batcher
 from animegan_api.serving.budget import Budget
 from animegan_api.serving.speed import SpeedEstimates, elements
 from animegan_api.serving.tickets import ClientGone, DeadlineExceeded, Overloaded, Ticket, TooLarge, watch
 
-__all__ = ["InferenceEngine", "lower_priority"]
+__all__ = ["InferenceEngine"]
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 class InferenceEngine:
@@ -244,23 +241,6 @@ class InferenceEngine:
         if held:
             self._slots.release()
         raise ClientGone if left else DeadlineExceeded
-
-
-def lower_priority(increment: int) -> None:
-    """Raise this thread's nice value (an inference thread's OpenMP threads inherit it).
-
-    The forward keeps every core busy. At equal priority the event loop waits
-    for the scheduler behind it, and so does every refusal, health check and
-    decode; niced, the model yields the moment they have work and gets the
-    cores back when they are done.
-    """
-    if increment <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + increment)
-    except OSError as exc:
-        log.warning("could not lower the inference thread's priority: %s", exc)
 
 
 async def _settle(acquire: asyncio.Future[Literal[True]]) -> bool:

@@ -143,4 +143,5 @@ def _load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:
         torch_runtime=settings.torch_runtime,
         streams=settings.workers,
         memory_profiles=settings.memory_profile_dir,
+        nice=settings.inference_nice,
     )

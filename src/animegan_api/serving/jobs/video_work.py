@@ -26,7 +26,7 @@ from animegan_api.pictures.flicker import Deflicker
 from animegan_api.pictures.video import Frame, VideoInfo, even_size, read_frames
 from animegan_api.pictures.video_writer import VideoWriter
 from animegan_api.runtime.predictors import LoadedStyle
-from animegan_api.serving.engine import lower_priority
+from animegan_api.runtime.priority import lower_priority
 
 __all__ = ["Forward", "VideoRequest", "convert_video", "expected_frames", "output_rate", "processing_size"]
 
