@@ -13,6 +13,10 @@
 One step is left out, in the script's favour: it resizes every result frame back to the source's size
 (Lanczos) before writing; here frames are written at the model's size, as the service writes them, so
 both do the same model work and write the same number of pixels.
+
+The model step runs either on the service's own predictor (the design alone, nothing else different) or,
+for an AnimeGANv3 ONNX file, as the script runs it (``published_forward``): an ONNX Runtime session on
+the file as it is, ``CPUExecutionProvider`` with the default session options, fed NHWC.
 """
 
 from __future__ import annotations
@@ -29,20 +33,38 @@ import av
 import numpy as np
 from PIL import Image
 
-__all__ = ["run_script_design"]
+__all__ = ["published_forward", "run_script_design"]
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
 
-def run_script_design(forward: Forward, clip: Path, size: tuple[int, int], folder: Path) -> dict[str, float]:
+def published_forward(model: Path) -> Forward:
+    """The script's own model step: ``ort.InferenceSession(path, providers=["CPUExecutionProvider"])`` on the
+    file as published (no folded graph, default threads), NCHW in and out like the service's predictor."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        output: np.ndarray = session.run(None, {name: np.ascontiguousarray(batch.transpose(0, 2, 3, 1))})[0]
+        return output.transpose(0, 3, 1, 2)
+
+    forward(np.zeros((1, 3, 256, 256), np.float32))
+    return forward
+
+
+def run_script_design(
+    forward: Forward, clip: Path, size: tuple[int, int], folder: Path, tag: str = "script"
+) -> dict[str, float]:
     """The whole design on ``clip`` at ``size`` (width, height); frames and seconds, as bench/video.py reports."""
     began = time.perf_counter()
-    silent, sound, result = folder / "script_silent.mp4", folder / "sound.mp3", folder / "script_result.mp4"
+    silent, sound, result = folder / f"{tag}_silent.mp4", folder / f"{tag}_sound.mp3", folder / f"{tag}_result.mp4"
     frames = _convert(forward, clip, size, silent)
     _sound_to_mp3(clip, sound)
     _merge(sound, silent, result)
     seconds = time.perf_counter() - began
-    print(f"AnimeGANv3 script design: {frames} frames in {seconds:.1f} s", flush=True)
+    print(f"AnimeGANv3 script design ({tag}): {frames} frames in {seconds:.1f} s", flush=True)
     return {"frames": frames, "seconds": round(seconds, 2), "fps": round(frames / seconds, 3)}
 
 

@@ -48,7 +48,7 @@ from animegan_api.runtime.predictors import load_style
 from animegan_api.runtime.weights import ModelFile, read_spec
 from animegan_api.serving.jobs.video_work import VideoRequest, convert_video, processing_size
 from local_server import job_document, start_server, stop
-from script_design import run_script_design
+from script_design import published_forward, run_script_design
 
 BENCH = Path(__file__).resolve().parent
 SHARED = BENCH.parents[1] / "shared"
@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop(process)
         run["script"] = run_script_design(raw.style.predictor, args.clip, raw.size, folder)
+        if args.model.endswith(".onnx"):
+            published = published_forward(args.weights / args.model)
+            run["published"] = run_script_design(published, args.clip, raw.size, folder, "published")
         run["sequential"] = measure_sequential(raw, args.clip, args.side, folder / "seq.mp4")
         run["pipeline"] = measure_pipeline(raw, args.clip, args.side, folder / "pipe.mp4")
         blocks.append(raw.block())
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         run["raw"] = {"frames": raw.frames, "fps": round(statistics.mean(blocks), 3)}
         for name, index in (("job", 0), ("job_deflicker", 1), ("script", 2), ("sequential", 2), ("pipeline", 2)):
             run[name]["raw_around_fps"] = round(statistics.mean(blocks[index : index + 2]), 3)  # type: ignore[index]
+        if "published" in run:
+            run["published"]["raw_around_fps"] = run["script"]["raw_around_fps"]  # type: ignore[index]
     run["minutes"] = round((time.time() - started) / 60, 1)
     report = render(run)
     print(report)
@@ -117,7 +122,7 @@ class RawFrames:
     def __init__(self, model: Path, clip: Path, side: int) -> None:
         torch.set_num_threads(DEFAULTS.threads)
         runtimes = {"onnx_runtime": DEFAULTS.onnx_runtime, "torch_runtime": DEFAULTS.torch_runtime}
-        self.style = load_style(ModelFile(model, read_spec(model)), DEFAULTS.threads, 64, **runtimes)
+        self.style = load_style(ModelFile(model, read_spec(model)), DEFAULTS.threads, DEFAULTS.warmup_side, **runtimes)
         info = probe(clip, "mov")
         self.size = processing_size(info, side, self.style.size_multiple)
         frames = read_frames(clip, info, self.size)
@@ -272,7 +277,12 @@ def render(run: dict) -> str:
     phases = (
         ("video job (service)", job),
         ("video job, deflicker (service)", run["job_deflicker"]),
-        ("AnimeGANv3 video script's design as published (in process)", run["script"]),
+        ("AnimeGANv3 video script's design on the service's predictor (in process)", run["script"]),
+        *(
+            [("AnimeGANv3 video script as published: its design, its ONNX Runtime session", run["published"])]
+            if "published" in run
+            else []
+        ),
         ("sequential loop, idealised (in process)", seq),
         ("our pipeline, forward inline (in process, `convert`)", run["pipeline"]),
     )
@@ -296,6 +306,15 @@ def render(run: dict) -> str:
         "",
         *rows,
         "",
+        *(
+            [
+                f"- job / the AnimeGANv3 script as published (its own ONNX Runtime session): "
+                f"{job['fps'] / run['published']['fps']:.2f} as measured, "
+                f"{_relative(job) / _relative(run['published']):.2f} each against the service's raw forwards around it"
+            ]
+            if "published" in run
+            else []
+        ),
         f"- job / raw: {_relative(job):.3f} (target >= 0.9); job / the script's design: "
         f"{job['fps'] / run['script']['fps']:.2f} as measured, {_relative(job) / _relative(run['script']):.2f} each "
         f"against the raw forwards around it; job / idealised sequential loop: "
