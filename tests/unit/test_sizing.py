@@ -28,10 +28,23 @@ def _sizes(width: int, height: int) -> Sizes:
     return Sizes(original=(width * 2, height * 2), processed=(width, height), decoded_pixels=width * height * 4)
 
 
-def test_a_need_is_the_forward_plus_the_pictures_around_it() -> None:
+def test_a_need_is_the_forward_plus_the_pictures_beside_it() -> None:
     need = memory_need([_style(LinearCost(1000, 100.0))], _sizes(100, 50), keep_size=False)
     pixels = 100 * 50
-    assert need.nbytes == 1000 + 100 * pixels + 4 * pixels + 27 * pixels + 10 * pixels
+    assert need.nbytes == 1000 + 100 * pixels + 4 * pixels + 3 * pixels + 12 * pixels  # alpha, input, batch
+
+
+def test_a_small_forward_is_outweighed_by_its_answer_at_the_original_size() -> None:
+    sizes = Sizes(original=(4000, 3000), processed=(200, 150), decoded_pixels=4000 * 3000)
+    need = memory_need([_style(LinearCost(0, 10.0))], sizes, keep_size=True)
+    phases = picture_bytes(4000 * 3000, 200 * 150, 4000 * 3000)
+    assert need.nbytes == phases.answering > phases.decoding  # the resize to 4000x3000 and its encoding
+
+
+def test_each_further_piece_holds_its_input_the_outputs_so_far_and_the_previous_batch() -> None:
+    style, sizes, pixels = _style(LinearCost(0, 100.0)), _sizes(100, 50), 100 * 50
+    one, three = memory_need([style], sizes, False), memory_need([style], sizes, False, pieces=3)
+    assert three.nbytes - one.nbytes == (2 * 3 + 12 + 2 * 3) * pixels
 
 
 def test_the_decoded_upload_is_let_go_before_the_forward() -> None:

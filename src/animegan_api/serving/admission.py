@@ -24,7 +24,7 @@ from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.serving.engine import InferenceEngine
 from animegan_api.serving.metrics import Metrics
 from animegan_api.serving.plans import Price
-from animegan_api.serving.sizing import memory_need, time_limit_side
+from animegan_api.serving.sizing import plan_need, time_limit_side
 from animegan_api.serving.tickets import ClientGone, DeadlineExceeded, Ticket, TooLarge
 
 __all__ = ["Admission", "ImagePool"]
@@ -80,7 +80,7 @@ class Admission:
                     "too_large_for_deadline", f"{message}; the largest {price.size_field} that finishes is {side}"
                 )
         await self.recount(price)
-        need = memory_need(price.styles, price.sizes, price.keep_size, price.held_pixels)
+        need = plan_need(price)
         started = time.perf_counter()
         try:
             await self.engine.reserve(self.ticket, need.nbytes, self.client_gone)

@@ -14,8 +14,18 @@ from dataclasses import dataclass
 from animegan_api.pictures import imaging
 from animegan_api.runtime.memory import Cost, LinearCost, MiB
 from animegan_api.runtime.predictors import LoadedStyle
+from animegan_api.serving.plans import Price
 
-__all__ = ["FALLBACK", "Need", "PictureBytes", "largest_square_side", "memory_need", "picture_bytes", "time_limit_side"]
+__all__ = [
+    "FALLBACK",
+    "Need",
+    "PictureBytes",
+    "largest_square_side",
+    "memory_need",
+    "picture_bytes",
+    "plan_need",
+    "time_limit_side",
+]
 
 # Where a style's memory could not be measured (no peak counter): about 1.2x the worst measured, the
 # AnimeGANv2 ONNX graph's 2 KB a pixel at 1024 and 2048 px.
@@ -50,11 +60,13 @@ class Need:
         )
 
 
-def memory_need(styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool, held_pixels: int = 0) -> Need:
-    """The peak of a request: its decode, or the most demanding style's forward with the pictures around it.
+def memory_need(
+    styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool, held_pixels: int = 0, pieces: int = 1
+) -> Need:
+    """The peak of a request: its decode, its most demanding forward with the pictures beside it, or its answer.
 
-    A comparison runs its styles one by one; ``held_pixels`` are pictures made
-    from the decode that stay until the answer (face cuts, a video's frames in flight).
+    A comparison runs its ``pieces`` one by one; ``held_pixels`` are pictures
+    made from the decode that stay until the answer (face cuts, a video's frames in flight).
     """
     costs: list[Cost] = [style.cost or FALLBACK for style in styles]
     multiple = max(style.size_multiple for style in styles)
@@ -64,13 +76,18 @@ def memory_need(styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool
         width, height = processed
         forward = max(cost.forward_bytes(width, height) for cost in costs)
         output = original if keep_size else width * height
-        pictures = picture_bytes(sizes.decoded_pixels, width * height, output, held_pixels)
-        return max(pictures.decoding, forward + pictures.around_forward)
+        pictures = picture_bytes(sizes.decoded_pixels, width * height, output, held_pixels, pieces)
+        return max(pictures.decoding, forward + pictures.beside_forward, pictures.answering)
 
     def at_side(side: int) -> int:
         return at(imaging.plan_size(*sizes.original, max_side=side, multiple=multiple))
 
     return Need(at(sizes.processed), at_side, multiple)
+
+
+def plan_need(price: Price) -> Need:
+    """:func:`memory_need` of a priced plan."""
+    return memory_need(price.styles, price.sizes, price.keep_size, price.held_pixels, len(price.forwards))
 
 
 def largest_square_side(styles: list[LoadedStyle], allowance: int, limit: int) -> int:
@@ -93,24 +110,34 @@ def time_limit_side(
 
 @dataclass(frozen=True)
 class PictureBytes:
-    """What one request's pictures hold in its two phases, which never overlap: the runner lets the
-    decoded upload go once it has cut the forwards' inputs from it."""
+    """What one request's pictures hold in each phase; the phases never overlap, so the largest counts.
+
+    The runner lets the decoded upload go once it has cut every forward's input
+    from it, and lays the answer out once the last forward is done.
+    """
 
     decoding: int
-    around_forward: int
+    beside_forward: int  # added to the forward's own bytes, which include its output batch
+    answering: int
 
 
-def picture_bytes(decoded_pixels: int, processed_pixels: int, output_pixels: int, held_pixels: int = 0) -> PictureBytes:
-    """Bytes of the pictures while decoding, and while the forwards run and the answer is made.
+def picture_bytes(
+    decoded_pixels: int, processed_pixels: int, output_pixels: int, held_pixels: int = 0, pieces: int = 1
+) -> PictureBytes:
+    """Bytes of the pictures while decoding, beside a forward, and while the answer is made.
 
     Decoding: the decoded upload (up to 4 bytes a pixel, with its RGB copy) and
-    the inputs cut from it. Around the forwards: the upload's alpha, the input
-    picture, the float32 input and output batches (12 bytes a pixel each), the
-    output picture, its resize to the original size and the encoded answer.
-    Held pixels (7 bytes each) count in both.
+    the inputs cut from it (3 bytes a pixel each). Beside a forward: the upload's
+    alpha, the inputs, the float32 input batch (12 bytes a pixel) and, after the
+    first of several pieces, the previous output batch and the output pictures
+    made so far. Answering: the last input and output batches, every output
+    picture, then the layout, its resize to the original size and the encoded
+    answer (10 bytes an output pixel). Held pixels (7 bytes each) count in all three.
     """
-    held = 7 * held_pixels
+    held, inputs = 7 * held_pixels, 3 * pieces * processed_pixels
+    earlier = (12 + 3 * (pieces - 1)) * processed_pixels if pieces > 1 else 0
     return PictureBytes(
-        decoding=7 * decoded_pixels + 3 * processed_pixels + held,
-        around_forward=decoded_pixels + 27 * processed_pixels + 10 * output_pixels + held,
+        decoding=7 * decoded_pixels + inputs + held,
+        beside_forward=decoded_pixels + inputs + 12 * processed_pixels + earlier + held,
+        answering=decoded_pixels + 2 * inputs + 24 * processed_pixels + 10 * output_pixels + held,  # outputs as inputs
     )

@@ -19,7 +19,7 @@ from animegan_api.runtime.predictors import LoadedStyle
 from animegan_api.serving.admission import ImagePool
 from animegan_api.serving.engine import InferenceEngine
 from animegan_api.serving.plans import Price
-from animegan_api.serving.sizing import Need, memory_need
+from animegan_api.serving.sizing import Need, plan_need
 from animegan_api.serving.tickets import Ticket, TooLarge
 
 __all__ = ["JobGate", "Stopped"]
@@ -64,7 +64,7 @@ class JobGate:
 
     async def admit(self, price: Price) -> float:
         self.check()
-        await self.hold(memory_need(price.styles, price.sizes, price.keep_size, price.held_pixels), "this picture")
+        await self.hold(plan_need(price), "this picture")
         return 0.0
 
     async def recount(self, price: Price) -> None:
