@@ -30,7 +30,7 @@ def test_compare_is_one_forward_per_style_and_memory_for_the_largest() -> None:
     charged = price(plan, HEADER, max_faces=8)
     assert [size for _, size in charged.forwards] == [(500, 372), (496, 368), (500, 500)]
     assert charged.sizes.processed == (500, 500)  # the face square is the largest input
-    assert charged.held_pixels > 0 and charged.sizes.decoded_pixels == HEADER.decoded_pixels  # its cut is held
+    assert charged.held_bytes > 0 and charged.sizes.decoded_pixels == HEADER.decoded_pixels  # its cut is held
     assert len(charged.styles) == 3
 
 
@@ -39,7 +39,7 @@ def test_a_sheet_of_every_face_is_one_forward_until_they_are_counted() -> None:
     before, after = price(plan, HEADER, max_faces=8), price(plan, HEADER, max_faces=8, found=3)
     assert [size for _, size in before.forwards] == [(256, 256)]
     assert [size for _, size in after.forwards] == [(256, 256)] * 3
-    assert (before.sizes, before.held_pixels) == (after.sizes, after.held_pixels)  # reserved once, for max_faces
+    assert (before.sizes, before.held_bytes) == (after.sizes, after.held_bytes)  # reserved once, for max_faces
     assert len(price(plan, HEADER, max_faces=2, found=5).forwards) == 2
 
 

@@ -57,7 +57,7 @@ def test_the_decoded_upload_is_let_go_before_the_forward() -> None:
 
 def test_held_pixels_count_in_both_phases() -> None:
     style, sizes = _style(LinearCost(0, 100.0)), _sizes(100, 50)
-    plain, held = memory_need([style], sizes, False), memory_need([style], sizes, False, held_pixels=1000)
+    plain, held = memory_need([style], sizes, False), memory_need([style], sizes, False, held_bytes=7 * 1000)
     assert held.nbytes == plain.nbytes + 7 * 1000
     assert held.at_side(64) == plain.at_side(64) + 7 * 1000
 

@@ -36,7 +36,7 @@ def lower_priority(increment: int) -> None:
         thread = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + increment)
     except OSError as exc:
-        log.warning("could not lower the inference thread's priority: %s", exc)
+        log.warning("could not lower this thread's priority: %s", exc)
 
 
 def at_priority(increment: int, fn: Callable[..., T], *args: object) -> T:

@@ -17,7 +17,6 @@ queues for the model.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from animegan_api.pictures import imaging
@@ -41,8 +40,8 @@ __all__ = [
 
 FACE_HEADER_NAMES = ("X-Faces-Found", "X-Face-Boxes", "X-Face-Index", "X-Face-Box", "X-Face-Roll")
 # Cutting a square holds about 35 bytes an output pixel (the resized photo, its mirrored and blurred copies, the
-# mask, the turn); a sheet 6 more a pixel for each face. Counted as held pixels, 7 bytes each (picture_bytes).
-_CUT_BYTES, _SHEET_BYTES, _HELD_BYTES = 35, 6, 7
+# mask, the turn); a sheet 6 more a pixel for each face. Held from the decode to the answer (picture_bytes).
+_CUT_BYTES, _SHEET_BYTES = 35, 6
 
 
 @dataclass(frozen=True)
@@ -139,7 +138,7 @@ class Price:
     side: int = 0
     size_field: str = "max_side"
     keep_size: bool = False
-    held_pixels: int = 0  # face cuts and sheets, counted at 7 bytes a pixel, held from the decode to the answer
+    held_bytes: int = 0  # face cuts and sheets, held from the decode to the answer
 
 
 def decode_side(plan: Plan, max_pixels: int) -> int:
@@ -164,7 +163,7 @@ def price(plan: Plan, header: imaging.Sizes, max_faces: int, found: int | None =
             size, count = (side, side), _face_count(tile.faces, found, max_faces)
             forwards += [(tile.style, size)] * count
             sheet_faces = max_faces if tile.faces.choice == "all" else 1
-            extra += math.ceil((_CUT_BYTES + _SHEET_BYTES * sheet_faces) * side * side / _HELD_BYTES)
+            extra += (_CUT_BYTES + _SHEET_BYTES * sheet_faces) * side * side
         largest = max(largest, size, key=lambda wh: wh[0] * wh[1])
     original = largest if plan.faces and len(plan.tiles) == 1 else header.original
     sizes = imaging.Sizes(original, largest, header.decoded_pixels)

@@ -61,11 +61,11 @@ class Need:
 
 
 def memory_need(
-    styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool, held_pixels: int = 0, pieces: int = 1
+    styles: list[LoadedStyle], sizes: imaging.Sizes, keep_size: bool, held_bytes: int = 0, pieces: int = 1
 ) -> Need:
     """The peak of a request: its decode, its most demanding forward with the pictures beside it, or its answer.
 
-    A comparison runs its ``pieces`` one by one; ``held_pixels`` are pictures
+    A comparison runs its ``pieces`` one by one; ``held_bytes`` are pictures
     made from the decode that stay until the answer (face cuts, a video's frames in flight).
     """
     costs: list[Cost] = [style.cost or FALLBACK for style in styles]
@@ -76,7 +76,7 @@ def memory_need(
         width, height = processed
         forward = max(cost.forward_bytes(width, height) for cost in costs)
         output = original if keep_size else width * height
-        pictures = picture_bytes(sizes.decoded_pixels, width * height, output, held_pixels, pieces)
+        pictures = picture_bytes(sizes.decoded_pixels, width * height, output, held_bytes, pieces)
         return max(pictures.decoding, forward + pictures.beside_forward, pictures.answering)
 
     def at_side(side: int) -> int:
@@ -87,7 +87,7 @@ def memory_need(
 
 def plan_need(price: Price) -> Need:
     """:func:`memory_need` of a priced plan."""
-    return memory_need(price.styles, price.sizes, price.keep_size, price.held_pixels, len(price.forwards))
+    return memory_need(price.styles, price.sizes, price.keep_size, price.held_bytes, len(price.forwards))
 
 
 def largest_square_side(styles: list[LoadedStyle], allowance: int, limit: int) -> int:
@@ -122,7 +122,7 @@ class PictureBytes:
 
 
 def picture_bytes(
-    decoded_pixels: int, processed_pixels: int, output_pixels: int, held_pixels: int = 0, pieces: int = 1
+    decoded_pixels: int, processed_pixels: int, output_pixels: int, held_bytes: int = 0, pieces: int = 1
 ) -> PictureBytes:
     """Bytes of the pictures while decoding, beside a forward, and while the answer is made.
 
@@ -132,9 +132,9 @@ def picture_bytes(
     first of several pieces, the previous output batch and the output pictures
     made so far. Answering: the last input and output batches, every output
     picture, then the layout, its resize to the original size and the encoded
-    answer (10 bytes an output pixel). Held pixels (7 bytes each) count in all three.
+    answer (10 bytes an output pixel). Held bytes count in all three.
     """
-    held, inputs = 7 * held_pixels, 3 * pieces * processed_pixels
+    held, inputs = held_bytes, 3 * pieces * processed_pixels
     earlier = (12 + 3 * (pieces - 1)) * processed_pixels if pieces > 1 else 0
     return PictureBytes(
         decoding=7 * decoded_pixels + inputs + held,

@@ -90,7 +90,7 @@ def unit_need(style: LoadedStyle, size: tuple[int, int]) -> Need:
     """Bytes one frame or picture of ``size`` holds while it runs: frames in flight on both sides of the
     forward (read ahead, and the outputs being converted and encoded) beside it."""
     pixels = size[0] * size[1]
-    return memory_need([style], imaging.Sizes(size, size, 0), keep_size=False, held_pixels=6 * pixels)
+    return memory_need([style], imaging.Sizes(size, size, 0), keep_size=False, held_bytes=42 * pixels)
 
 
 def _video(path: Path, settings: Settings, style: LoadedStyle, side: int, fps: float | None) -> Intake:
