@@ -155,7 +155,9 @@ def test_a_killed_replicas_job_is_finished_by_another_with_every_frame_and_its_s
     final = job_document(heir.url, job_id)
     assert final["status"] == "succeeded", final
     assert final["done"] == 90
-    assert heir_log.read_text().count(f"job {job_id} succeeded") == 1  # delivered once
+    finished = f"job {job_id} succeeded"
+    eventually(lambda: finished in heir_log.read_text(), 10, "the log line, written just after the record")
+    assert heir_log.read_text().count(finished) == 1  # delivered once
     (tmp_path / "result.mp4").write_bytes(httpx.get(f"{heir.url}/v1/jobs/{job_id}/result", timeout=30).content)
     count, stamps, audio = _frames(tmp_path / "result.mp4")
     _, source_stamps, _ = _frames(clip_path)

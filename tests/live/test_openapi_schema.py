@@ -53,7 +53,8 @@ def test_every_operation_keeps_its_contract(live_server: Server) -> None:
             response = case.call(timeout=30)
             examples[label] += 1
             statuses[response.status_code] += 1
-            assert response.status_code < 500, f"{label}: {response.status_code} {response.text[:300]}"
+            if not _missed_own_deadline(case, response):
+                assert response.status_code < 500, f"{label}: {response.status_code} {response.text[:300]}"
             case.validate_response(response, checks=CHECKS)
 
         check()
@@ -71,3 +72,15 @@ def test_every_operation_keeps_its_contract(live_server: Server) -> None:
     print(
         f"\nschemathesis: {sum(examples.values())} examples over {len(examples)} operations; statuses {dict(statuses)}"
     )
+
+
+def _missed_own_deadline(case: schemathesis.Case, response: Any) -> bool:
+    """A 504 ``deadline_exceeded`` answers a deadline the client set itself (``X-Request-Timeout``).
+
+    Hypothesis picks deadlines as short as a few milliseconds; whether a forward fits one depends on
+    how busy the machine is, so that 504 is the documented answer, not a server fault. Any other 5xx fails.
+    """
+    headers = {name.lower() for name in (case.headers or {})}
+    if response.status_code != 504 or "x-request-timeout" not in headers:
+        return False
+    return bool(response.json()["error"]["code"] == "deadline_exceeded")
