@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 from animegan_api.pictures import imaging
+from animegan_api.runtime.memory import fix_mmap_threshold
 from animegan_api.runtime.predictors import TorchPredictor, load_style
 from animegan_api.runtime.weights import ModelFile, read_spec
 
@@ -44,6 +45,7 @@ def status(field):
 model, photo, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[5]
 side, threads = int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
+fix_mmap_threshold()  # the allocator the service runs with
 runtime = mode if mode in ("onnxruntime", "openvino") else "onnxruntime"
 profiles = Path(sys.argv[6]) if sys.argv[6] else None
 style = load_style(ModelFile(model, read_spec(model)), threads, 256, measure_memory=True, onnx_runtime=runtime,

@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +37,7 @@ __all__ = [
     "calibrated_pixels",
     "container_limit",
     "default_budget",
+    "fix_mmap_threshold",
     "give_back",
     "held_cost",
     "peak_since_reset",
@@ -105,20 +107,38 @@ def peak_since_reset() -> int:
     return _status_kib("VmHWM") * 1024
 
 
-_libc: ctypes.CDLL | None = None
-
-
 def give_back() -> None:
     """Return memory the allocator keeps after a large picture to the system (glibc's malloc_trim)."""
-    global _libc
-    if _libc is None:
-        name = ctypes.util.find_library("c")
-        if not name:
-            return
-        _libc = ctypes.CDLL(name)
-    trim = getattr(_libc, "malloc_trim", None)
+    trim = getattr(_c_library(), "malloc_trim", None)
     if trim is not None:
         trim(0)
+
+
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 8 * MiB
+
+
+def fix_mmap_threshold() -> None:
+    """Pin glibc's mmap threshold at 8 MiB, so a forward's memory is the same in every process.
+
+    glibc raises the threshold to the size of each mapped block freed, up to
+    32 MiB, so mid-sized blocks went either to the heap, where freed ones stay
+    resident, or to their own mappings, depending on what ran before: the
+    strip forward's peak at 768x432 came out at 358-470 MiB between processes.
+    Pinned at 8 MiB it came out at 298 MiB every time, what its layer shapes
+    say (:mod:`strip_memory`); at 16 MiB the heap still kept up to 100 MiB
+    more at 640x360, and at 4 MiB forwards ran slower (fresh pages for every
+    block). Called before the models load, so their measurements see it too.
+    """
+    mallopt = getattr(_c_library(), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+@cache
+def _c_library() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name else None
 
 
 class Cost(Protocol):

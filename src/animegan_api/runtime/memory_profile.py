@@ -21,7 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from animegan_api.runtime.memory import give_back, peak_since_reset, resident_bytes, start_peak_window
+from animegan_api.runtime.memory import (
+    fix_mmap_threshold,
+    give_back,
+    peak_since_reset,
+    resident_bytes,
+    start_peak_window,
+)
 from animegan_api.runtime.onnx_graph import GRAPH_REVISION
 from animegan_api.runtime.onnx_runtimes import OnnxPredictor
 from animegan_api.runtime.weights import onnx_signature, open_onnx, read_spec, sha256_of
@@ -123,6 +129,7 @@ def read_profile(folder: Path, model: Path, threads: int) -> MeasuredCost | None
 def measure_forward(model: Path, width: int, height: int, threads: int, warmup_side: int = 256) -> int:
     """Bytes one forward of ``width`` x ``height`` adds to this process's peak resident set, on the session
     the service runs large pictures in, after a warm-up forward as at load. Run it in a fresh process."""
+    fix_mmap_threshold()  # the allocator the service runs with
     session = open_onnx(model, threads)
     predictor = OnnxPredictor(session, onnx_signature(model, session, read_spec(model)))
     predictor(np.zeros((1, 3, warmup_side, warmup_side), dtype=np.float32))

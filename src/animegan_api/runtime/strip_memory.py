@@ -2,8 +2,9 @@
 
 What a strip forward holds at its peak is fixed by the picture's size: the
 stored output of one convolution, the input of the next and one window. So
-it is computed from the shapes; against ``bench/memory.py`` it came out on
-the safe side at every size tried, 512x288 to 4096x2304.
+it is computed from the shapes, strip by strip where a resize builds the
+windows; against ``bench/memory.py`` it came out on the safe side at every
+size tried, 256x144 to 2048x1152, 1.12-1.16x the process's peak.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ __all__ = ["StripCost", "peak_bytes"]
 class StripCost:
     """The strip forward's memory from its shapes, with room for the allocator's slack.
 
-    Against ``bench/memory.py``: 272/604/1254/5173 MiB worked out for 512x288,
-    1024x576, 2048x1152 and 4096x2304 (before slack), 213/468/1251/4674 MiB measured.
+    With the service's mmap threshold (:func:`memory.fix_mmap_threshold`),
+    ``bench/memory.py`` measured 62/177/262/298/396/702/1217 MiB at 256 to 2048 px
+    on the long side, against 41/164/255/298/395/713/1217 MiB worked out: the
+    shapes are exact where a picture takes several strips, and up to 21 MiB
+    under where it takes one (freed blocks below the threshold kept by the
+    heap; up to 105 MiB with a 16 MiB threshold), which ``extra`` covers.
     """
 
     forward: StripForward
     slack: float = 0.10
-    extra: int = 32 * 1024 * 1024
+    extra: int = 64 * 1024 * 1024
 
     def forward_bytes(self, width: int, height: int) -> int:
         return int(peak_bytes(self.forward, width, height) * (1 + self.slack)) + self.extra
@@ -56,13 +61,28 @@ def peak_bytes(forward: StripForward, width: int, height: int) -> int:
 def _layer_elements(
     strip_pixels: int, shape: tuple[int, int, int], step: ConvStep, resize_to: tuple[int, int] | None
 ) -> tuple[int, tuple[int, int, int]]:
-    """Elements alive while one convolution runs (source, output so far, window), and its output's shape."""
+    """Elements alive while one convolution runs, and its output's shape.
+
+    Without a resize: its source, its whole output and one window. A resize
+    builds each window from a resized copy of the source rows, so a strip
+    holds the outputs before it, its window and the larger of that copy and
+    its own output; every strip is counted, as the first one (no outputs yet,
+    the tallest window) and the last (all outputs) can each be the largest.
+    """
     channels, src_h, src_w = shape
     in_h, in_w = resize_to or (src_h, src_w)
     left, right, _, _ = step.pad
     out_h, out_w = step.output_size(in_h, in_w)
     rows = min(out_h, step.strip_rows(strip_pixels, out_w))
-    window = step.window_rows(rows) * (in_w + left + right) * channels
-    upsampling = 2 * window if resize_to else 0  # the source rows and their resize, before the copy in
-    alive = channels * src_h * src_w + step.conv.out_channels * out_h * out_w + window + upsampling
-    return alive, (step.conv.out_channels, out_h, out_w)
+    out_shape = (step.conv.out_channels, out_h, out_w)
+    row_elements = (in_w + left + right) * channels
+    if resize_to is None:
+        return channels * src_h * src_w + out_h * out_w * out_shape[0] + step.window_rows(
+            rows
+        ) * row_elements, out_shape
+    alive = 0
+    for start in range(0, out_h, rows):
+        done, strip_rows = start * out_w * out_shape[0], min(rows, out_h - start)
+        window = step.window_rows(strip_rows) * row_elements
+        alive = max(alive, done + window + max(window, strip_rows * out_w * out_shape[0]))
+    return channels * src_h * src_w + alive, out_shape

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 
 from animegan_api.config import Settings
 from animegan_api.pictures.faces import FaceDetector
-from animegan_api.runtime.memory import MiB, container_limit, default_budget, give_back, resident_bytes
+from animegan_api.runtime.memory import (
+    MiB,
+    container_limit,
+    default_budget,
+    fix_mmap_threshold,
+    give_back,
+    resident_bytes,
+)
 from animegan_api.runtime.precision import check_batches
 from animegan_api.runtime.registry import StyleRegistry, build_registry
 from animegan_api.serving.admission import Admission, ImagePool
@@ -52,6 +59,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> Services:
         """Load and warm the models (off the event loop), then build the engine, pools and cache around them."""
+        fix_mmap_threshold()  # before anything is measured: the memory counts hold only with it
         registry = await asyncio.to_thread(_load_registry, settings, metrics)
         detector = await asyncio.to_thread(FaceDetector, settings.face_detect_side)
         if not registry.ready:
