@@ -115,7 +115,7 @@ def give_back() -> None:
 
 
 _M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 8 * MiB
+_MMAP_THRESHOLD = 8 * MiB
 
 
 def fix_mmap_threshold() -> None:
@@ -126,13 +126,13 @@ def fix_mmap_threshold() -> None:
     resident, or to their own mappings, depending on what ran before: the
     strip forward's peak at 768x432 came out at 358-470 MiB between processes.
     Pinned at 8 MiB it came out at 298 MiB every time, what its layer shapes
-    say (:mod:`strip_memory`); at 16 MiB the heap still kept up to 100 MiB
+    say (:mod:`strip_memory`); at 16 MiB the heap still kept up to 105 MiB
     more at 640x360, and at 4 MiB forwards ran slower (fresh pages for every
     block). Called before the models load, so their measurements see it too.
     """
     mallopt = getattr(_c_library(), "mallopt", None)
     if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 @cache

@@ -24,7 +24,7 @@ class StripCost:
     With the service's mmap threshold (:func:`memory.fix_mmap_threshold`),
     ``bench/memory.py`` measured 62/177/262/298/396/702/1217 MiB at 256 to 2048 px
     on the long side, against 41/164/255/298/395/713/1217 MiB worked out: the
-    shapes are exact where a picture takes several strips, and up to 21 MiB
+    shapes are exact where a picture takes several strips, and up to 35 MiB
     under where it takes one (freed blocks below the threshold kept by the
     heap; up to 105 MiB with a 16 MiB threshold), which ``extra`` covers.
     """
@@ -77,9 +77,8 @@ def _layer_elements(
     out_shape = (step.conv.out_channels, out_h, out_w)
     row_elements = (in_w + left + right) * channels
     if resize_to is None:
-        return channels * src_h * src_w + out_h * out_w * out_shape[0] + step.window_rows(
-            rows
-        ) * row_elements, out_shape
+        window = step.window_rows(rows) * row_elements
+        return channels * src_h * src_w + out_h * out_w * out_shape[0] + window, out_shape
     alive = 0
     for start in range(0, out_h, rows):
         done, strip_rows = start * out_w * out_shape[0], min(rows, out_h - start)
