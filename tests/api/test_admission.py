@@ -56,13 +56,17 @@ async def test_a_request_that_fits_later_waits_for_bytes_then_runs(client: AppCl
 
 
 async def test_waiting_for_bytes_ends_at_the_deadline(make_client: Any, settings_for: Callable[..., Settings]) -> None:
-    async with make_client(settings_for(request_timeout_s=1.0)) as client:
+    # 3 s: the first request must reach its forward inside it on a busy CI machine; the second waits it out
+    async with make_client(settings_for(request_timeout_s=3.0)) as client:
         loaded = client.app.state.services.registry.entries["random"].loaded
         _shrink_budget(client, loaded.cost.forward_bytes(64, 64) + 1024 * 1024)
         gate = Gate(output=np.zeros_like)
         swap_predictor(client, gate)
         first = asyncio.ensure_future(client.post("/v1/transform", files=upload(picture_bytes((64, 64)))))
-        await gate.started(1)
+        started = asyncio.ensure_future(gate.started(1))
+        await asyncio.wait({first, started}, return_when=asyncio.FIRST_COMPLETED)
+        assert not first.done(), f"the first request ended before its forward: {first.result().text}"
+        await started
         late = await client.post("/v1/transform", files=upload(picture_bytes((64, 64), color=(9, 9, 9))))
         expect_error(late, 504, "deadline_exceeded")
         gate.open()
