@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -198,6 +199,17 @@ def shared() -> Path:
     if os.environ.get("ANIMEGAN_REQUIRE_REAL_WEIGHTS") == "1":
         pytest.fail(message + " (ANIMEGAN_REQUIRE_REAL_WEIGHTS=1)")
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def memory_profiles(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``animegan-api memory-profile`` of the real ONNX styles at 512 and 2048 px, 2 threads, made once (~2.5 min)."""
+    folder = tmp_path_factory.mktemp("memory-profiles")
+    command = [sys.executable, "-m", "animegan_api", "memory-profile", "--weights-dir", str(shared / "models")]
+    command += ["--out", str(folder), "--sides", "512", "2048", "--threads", "2", "--repeats", "1", "--models"]
+    command += ["animeganv3_hayao.onnx", "animeganv3_shinkai.onnx", "animeganv3_cute.onnx"]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    return folder
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ process's peak resident set during it (VmHWM, reset before) is what it used.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,20 +20,15 @@ from live import Server, eventually
 from local_server import status_mib
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_weights]
-ONNX_FILES = ["animeganv3_hayao.onnx", "animeganv3_shinkai.onnx", "animeganv3_cute.onnx"]
 STYLES = ["animeganv2_hayao", "animeganv3_hayao", "animeganv3_shinkai", "animeganv3_cute"]
-THREADS = "2"
 
 
 @pytest.fixture(scope="module")
-def server(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(shared: Path, memory_profiles: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("memory-predictions")
-    command = [sys.executable, "-m", "animegan_api", "memory-profile", "--weights-dir", str(shared / "models")]
-    command += ["--out", str(folder / "profiles"), "--sides", "512", "2048", "--threads", THREADS, "--repeats", "1"]
-    subprocess.run([*command, "--models", *ONNX_FILES], check=True, capture_output=True, timeout=600)
     running = Server(
-        shared / "models", folder / "server.log", "--workers", "1", "--threads", THREADS, "--request-timeout-s", "240",
-        ANIMEGAN_MEMORY_PROFILE_DIR=str(folder / "profiles"), ANIMEGAN_MEMORY_BUDGET_MB="6144",
+        shared / "models", folder / "server.log", "--workers", "1", "--threads", "2", "--request-timeout-s", "240",
+        ANIMEGAN_MEMORY_PROFILE_DIR=str(memory_profiles), ANIMEGAN_MEMORY_BUDGET_MB="6144",
         ANIMEGAN_MAX_SIDE_LIMIT="2048", ANIMEGAN_CACHE_MAX_BYTES="0", ANIMEGAN_LOG_FORMAT="json",
         ANIMEGAN_RATE_LIMIT_ENABLED="false", ANIMEGAN_WARMUP_SIDE="256",
     )  # fmt: skip

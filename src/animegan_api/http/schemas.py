@@ -71,6 +71,11 @@ class StyleInfo(BaseModel):
         description="With `ANIMEGAN_ONNX_RUNTIME=auto`: each runtime's warm forward on the warm-up picture at load, "
         "the faster one serving.",
     )
+    runtime_note: str | None = Field(
+        examples=[None],
+        description="Why `auto` serves this style on ONNX Runtime or PyTorch although OpenVINO was faster: its held "
+        "buffers left the memory budget too little room for the largest pictures.",
+    )
     precision_note: str | None = Field(
         examples=[None], description="Why the precision asked for (bf16, int8) is not used."
     )

@@ -116,6 +116,7 @@ class LoadedStyle:
     warm_timing: tuple[int, float] | None = None  # (input elements, seconds) of a warm forward at load
     runtime: str = "pytorch"  # what runs the forward: pytorch, onnxruntime or openvino
     runtime_seconds: dict[str, float] | None = None  # each runtime's warm forward when `auto` chose between them
+    runtime_note: str | None = None  # why `auto` gave OpenVINO up for this style (the memory budget)
 
     @property
     def size_multiple(self) -> int:

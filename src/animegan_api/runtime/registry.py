@@ -10,6 +10,8 @@ cannot be loaded is recorded with its reason and never blocks the others.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import gc
 import logging
 import threading
 import time
@@ -44,6 +46,7 @@ class StyleEntry:
     loaded: LoadedStyle | None = None
     error: str | None = None
     last_used: float = 0.0
+    runtime_note: str | None = None  # why OpenVINO was given up for this style; its loads skip it from then on
     lock: asyncio.Lock | None = field(default=None, repr=False)
 
     @property
@@ -116,6 +119,9 @@ class StyleRegistry:
             raise WeightsError(entry.file.path, entry.error)
         with self._load_lock:
             if entry.loaded is None:
+                onnx_runtime, torch_runtime = self.onnx_runtime, self.torch_runtime
+                if entry.runtime_note is not None:
+                    onnx_runtime, torch_runtime = "onnxruntime", "pytorch"
                 try:
                     entry.loaded = at_priority(
                         self.nice,
@@ -126,19 +132,32 @@ class StyleRegistry:
                         self.precision,
                         self.check_batches,
                         self.measure_memory,
-                        self.onnx_runtime,
+                        onnx_runtime,
                         self.streams,
                         self.memory_profiles,
-                        self.torch_runtime,
+                        torch_runtime,
                     )
                 except WeightsError as exc:
                     entry.error = str(exc)
                     log.error("style %s not loaded: %s", entry.name, exc)
                     raise
+                if entry.runtime_note is not None:
+                    entry.loaded = dataclasses.replace(entry.loaded, runtime_note=entry.runtime_note)
                 if self.on_load:
                     self.on_load(entry.name, entry.loaded.load_s, entry.loaded.runtime)
             entry.last_used = time.monotonic()
             self._evict(keep=entry)
+
+    def load_without_openvino(self, entry: StyleEntry, why: str) -> None:
+        """Load the entry again on its other runtime, and keep it off OpenVINO from now on.
+
+        OpenVINO's compiled model keeps the buffers of the sizes it serves for
+        as long as it lives; dropping it is the one way to get them back.
+        """
+        entry.runtime_note = why
+        entry.loaded = None
+        gc.collect()  # the compiled model and its buffers go with the last reference
+        self.load(entry)
 
     def _evict(self, keep: StyleEntry) -> None:
         if self.max_loaded is None:

@@ -14,20 +14,14 @@ from dataclasses import dataclass, field
 
 from animegan_api.config import Settings
 from animegan_api.pictures.faces import FaceDetector
-from animegan_api.runtime.memory import (
-    MiB,
-    container_limit,
-    default_budget,
-    fix_mmap_threshold,
-    give_back,
-    resident_bytes,
-)
+from animegan_api.runtime.memory import MiB, container_limit, default_budget, fix_mmap_threshold
 from animegan_api.runtime.precision import check_batches
 from animegan_api.runtime.registry import StyleRegistry, build_registry
 from animegan_api.serving.admission import Admission, ImagePool
 from animegan_api.serving.budget import Budget
 from animegan_api.serving.cache import ResultCache
 from animegan_api.serving.engine import InferenceEngine
+from animegan_api.serving.fitting import fit_openvino, settle_baseline
 from animegan_api.serving.jobs.backends import open_backend, open_files
 from animegan_api.serving.jobs.execution import JobExecutor
 from animegan_api.serving.jobs.ledger import Ledger
@@ -64,6 +58,7 @@ class Services:
         detector = await asyncio.to_thread(FaceDetector, settings.face_detect_side)
         if not registry.ready:
             log.error("no usable model in %s; /readyz stays 503", settings.weights_dir.resolve())
+        budget = await asyncio.to_thread(_budget, settings, registry)
         engine = InferenceEngine(
             settings.workers,
             settings.max_queue,
@@ -71,7 +66,7 @@ class Services:
             max_batch=settings.max_batch,
             max_batch_wait_ms=settings.max_batch_wait_ms,
             inference_nice=settings.inference_nice,
-            budget=_budget(settings),
+            budget=budget,
         )
         images = ImagePool(settings.image_threads)
         cache = ResultCache(settings.cache_max_bytes)
@@ -104,9 +99,8 @@ class Services:
         async with self._reload_lock:
             self.registry = await asyncio.to_thread(_load_registry, self.settings, self.metrics)
             self.cache.clear()
-            if (budget := self.engine.budget) is not None:  # models resident now, running requests hold the rest
-                give_back()
-                budget.baseline = max(0, resident_bytes() - budget.reserved) + self.settings.cache_max_bytes
+            if (budget := self.engine.budget) is not None:  # the old models go once no running request holds them
+                await asyncio.to_thread(_fit, self.registry, budget, self.settings)
         log.info("styles reloaded: %s", self.registry.names)
         return self.registry
 
@@ -119,7 +113,7 @@ class Services:
         self.images.shutdown()
 
 
-def _budget(settings: Settings) -> Budget | None:
+def _budget(settings: Settings, registry: StyleRegistry) -> Budget | None:
     """The memory budget over its baseline, or None when it is off.
 
     The baseline is what is resident now (the loaded models) plus what the
@@ -128,10 +122,16 @@ def _budget(settings: Settings) -> Budget | None:
     if settings.memory_budget_mb == 0:
         return None
     total = settings.memory_budget_mb * MiB if settings.memory_budget_mb else default_budget(container_limit())
-    give_back()
-    budget = Budget(total, resident_bytes() + settings.cache_max_bytes)
+    budget = Budget(total, 0)
+    _fit(registry, budget, settings)
     log.info("memory budget %d MiB, %d MiB resident with the models loaded", total // MiB, budget.baseline // MiB)
     return budget
+
+
+def _fit(registry: StyleRegistry, budget: Budget, settings: Settings) -> None:
+    """The baseline with the registry's models loaded, after moving styles off OpenVINO where the budget needs it."""
+    settle_baseline(budget, settings.cache_max_bytes)
+    fit_openvino(registry, budget, settings.max_side_limit, settings.cache_max_bytes)
 
 
 def _load_registry(settings: Settings, metrics: Metrics) -> StyleRegistry:

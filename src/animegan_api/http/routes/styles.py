@@ -58,6 +58,7 @@ def _style_info(entry: StyleEntry, default: bool) -> StyleInfo:
         precision_note=loaded.precision_note if loaded else None,
         runtime=loaded.runtime if loaded else None,
         runtime_seconds=loaded.runtime_seconds if loaded else None,
+        runtime_note=loaded.runtime_note if loaded else None,
         loaded=loaded is not None,
         available=entry.error is None,
         reason=entry.error,
